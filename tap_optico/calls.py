@@ -1,0 +1,283 @@
+"""Where an API call becomes a record: field names, value types, times and `call_id`.
+
+The API's two documents disagree on names (snake_case in the original, camelCase
+in the 2026 reference) and types (PHP-style strings such as "1", "12.50", "" or
+native JSON). Each field is accepted in either spelling and either style, and the
+record always comes out in the schema's snake_case names and JSON types, so the
+SDK's own type conformance can be switched off (it is the costliest step per record).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+import typing as t
+import zoneinfo
+
+# Output name -> JSON type, in the order the API documents them.
+STRING_FIELDS = (
+    "caller",
+    "tracking_number",
+    "phone",
+    "trigger_type",
+    "source",
+    "url",
+    "referer",
+    "keyword",
+    "call_path",
+    "status",
+    "keypad",
+    "client_data",
+    "visit_id",
+)
+INTEGER_FIELDS = ("duration",)
+NUMBER_FIELDS = ("revenue",)
+BOOLEAN_FIELDS = ("is_redirect", "expired_redirect")
+EXTRA_FIELD = "additional_fields"
+
+# Spellings seen or documented for each field; camelCase per the 2026 page.
+ALIASES: dict[str, str] = {
+    "startDate": "start_date",
+    "trackingNumber": "tracking_number",
+    "tracking number": "tracking_number",
+    "triggerType": "trigger_type",
+    "callPath": "call_path",
+    "isRedirect": "is_redirect",
+    "expiredRedirect": "expired_redirect",
+    "clientData": "client_data",
+    "visitId": "visit_id",
+}
+
+_TRUE = frozenset({"1", "true", "yes", "oui", "on"})
+_FALSE = frozenset({"0", "false", "no", "non", "off", ""})
+_UTC = dt.timezone.utc
+# The API's documented form; minutes and seconds are the same in UTC for whole-hour offsets.
+_LOCAL = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:[0-5]\d:[0-5]\d")
+
+
+class Coercer:
+    """Turns API values into schema types; an unreadable value becomes null, once warned."""
+
+    def __init__(self, stream: str, logger: logging.Logger) -> None:
+        """Warnings name the stream; each field's first bad value is logged once."""
+        self.stream = stream
+        self.logger = logger
+        self.bad_values: dict[str, int] = {}
+        self.unknown_fields: set[str] = set()
+
+    def bad(self, field: str, value: t.Any) -> None:
+        """Count an unreadable value; warn on the first one of each field."""
+        count = self.bad_values.get(field, 0)
+        if not count:
+            self.logger.warning(
+                "%s.%s: cannot read %r, emitting null (further ones are only counted)",
+                self.stream,
+                field,
+                value,
+            )
+        self.bad_values[field] = count + 1
+
+    def unknown(self, names: t.Iterable[str]) -> None:
+        """Log, once per name, fields the API sends that the schema does not know yet."""
+        new = set(names) - self.unknown_fields
+        if new:
+            self.unknown_fields |= new
+            self.logger.warning(
+                "%s: the API sent new fields %s; they are kept in `%s`",
+                self.stream,
+                ", ".join(sorted(new)),
+                EXTRA_FIELD,
+            )
+
+    def summary(self) -> None:
+        """Log how many values were nulled, per field, at the end of a sync."""
+        for field, count in sorted(self.bad_values.items()):
+            self.logger.warning(
+                "%s.%s: %d unreadable values emitted as null", self.stream, field, count
+            )
+
+    def string(self, field: str, value: t.Any) -> str | None:
+        """Strings stay; numbers become their text (a phone number may come as a number)."""
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if isinstance(value, (int, float)):
+            return str(value)
+        self.bad(field, value)
+        return None
+
+    def integer(self, field: str, value: t.Any) -> int | None:
+        """Integers, integral floats and their strings ("95", "95.0"); "" is null."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if value is None or value == "":
+            return None
+        try:
+            number = float(value.replace(",", ".")) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if number.is_integer():
+            return int(number)
+        self.bad(field, value)
+        return None
+
+    def number(self, field: str, value: t.Any) -> float | int | None:
+        """Numbers and their strings, French decimal comma included ("12,50"); "" is null."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        if value is None or value == "":
+            return None
+        try:
+            number = float(value.replace(",", ".")) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            self.bad(field, value)
+            return None
+        if number != number or number in (float("inf"), float("-inf")):
+            self.bad(field, value)
+            return None
+        return number
+
+    def boolean(self, field: str, value: t.Any) -> bool | None:
+        """Booleans, 1/0 and "1"/"0" (PHP), "true"/"false"; "" is false as PHP writes it."""
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+        self.bad(field, value)
+        return None
+
+
+class LocalTimes:
+    """Reads the API's naive local times in a zone and writes them as UTC ISO 8601.
+
+    One normalised form ("YYYY-MM-DDTHH:MM:SS+00:00") makes bookmarks compare
+    correctly as strings. The zone's offset is looked up once per local hour: at a
+    DST change the skipped hour and the first pass of the repeated hour are read
+    with the offset in force before the change (Python's fold=0), since the API
+    gives no offset to tell the two passes apart.
+    """
+
+    def __init__(self, zone: zoneinfo.ZoneInfo) -> None:
+        """Cache offsets per local hour."""
+        self.zone = zone
+        self._hours: dict[str, str | None] = {}
+
+    def read(self, value: str) -> tuple[str, str]:
+        """One API time as (UTC ISO 8601, canonical local "YYYY-MM-DD HH:MM:SS").
+
+        Raises:
+            ValueError: the value is not a time.
+        """
+        if _LOCAL.fullmatch(value):
+            hour = value[:13]
+            try:
+                prefix = self._hours[hour]
+            except KeyError:
+                prefix = self._hours[hour] = self._utc_hour_prefix(hour)
+            if prefix is not None:
+                return f"{prefix}{value[13:]}+00:00", f"{value[:10]} {value[11:]}"
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        local = parsed.replace(tzinfo=None, microsecond=0).isoformat(sep=" ")
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=self.zone)
+        return parsed.astimezone(_UTC).replace(microsecond=0).isoformat(), local
+
+    def _utc_hour_prefix(self, hour: str) -> str | None:
+        """ "YYYY-MM-DDTHH" in UTC for a local hour; None if the offset is not whole hours."""
+        local = dt.datetime.fromisoformat(f"{hour}:00:00").replace(tzinfo=self.zone)
+        offset = local.utcoffset()
+        if offset is None or offset.total_seconds() % 3600:
+            return None
+        return local.astimezone(_UTC).strftime("%Y-%m-%dT%H")
+
+
+def call_id(wall_clock: str, caller: str | None, tracking: str | None, phone: str | None) -> str:
+    """A stable digest of a call's immutable identity.
+
+    The API has no call id. A call is identified by when it started (local wall
+    clock, as the API writes it), who called, the tracking number called and the
+    destination it was forwarded to: none of these change after the call, unlike
+    status, duration and revenue, which stay out of the digest.
+    """
+    identity = "\x1f".join((wall_clock, caller or "", tracking or "", phone or ""))
+    return hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+
+
+class CallRecords:
+    """Normalises one call of the API into a `calls` record."""
+
+    def __init__(self, zone: zoneinfo.ZoneInfo, logger: logging.Logger) -> None:
+        """Set up the coercions for one sync."""
+        self.coerce = Coercer("calls", logger)
+        self.times = LocalTimes(zone)
+        # API key (either spelling) -> (record field, expected Python type, coercion).
+        self._fields: dict[str, tuple[str, type, t.Callable[[str, t.Any], t.Any]]] = {}
+        for fields, kind, convert in (
+            (STRING_FIELDS, str, self.coerce.string),
+            (INTEGER_FIELDS, int, self.coerce.integer),
+            (NUMBER_FIELDS, float, self.coerce.number),
+            (BOOLEAN_FIELDS, bool, self.coerce.boolean),
+        ):
+            for name in fields:
+                self._fields[name] = (name, kind, convert)
+        for alias, name in ALIASES.items():
+            if name in self._fields:
+                self._fields[alias] = self._fields[name]
+
+    def record(self, call: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+        """The `calls` record of one API call: every schema field present, nulls included."""
+        record: dict[str, t.Any] = dict.fromkeys(_ALL_FIELDS)
+        extra: dict[str, t.Any] | None = None
+        raw_start: t.Any = None
+        fields = self._fields
+        for key, value in call.items():
+            field = fields.get(key)
+            if field is not None:
+                name, kind, convert = field
+                # Values already of the schema's type (or null) pass as they are.
+                record[name] = (
+                    value if value is None or value.__class__ is kind else convert(name, value)
+                )
+            elif key in _START_KEYS:
+                raw_start = value
+            else:
+                if extra is None:
+                    extra = {}
+                extra[key] = value
+        wall_clock = ""
+        if raw_start.__class__ is str and raw_start:
+            try:
+                record["start_date"], wall_clock = self.times.read(raw_start)
+            except ValueError:
+                self.coerce.bad("start_date", raw_start)
+                wall_clock = raw_start
+        elif raw_start is not None:
+            self.coerce.bad("start_date", raw_start)
+        record["call_id"] = call_id(
+            wall_clock, record["caller"], record["tracking_number"], record["phone"]
+        )
+        if extra is not None:
+            self.coerce.unknown(extra)
+            record[EXTRA_FIELD] = extra
+        return record
+
+
+_START_KEYS = frozenset({"start_date", "startDate"})
+_ALL_FIELDS = (
+    "call_id",
+    "start_date",
+    *STRING_FIELDS,
+    *INTEGER_FIELDS,
+    *NUMBER_FIELDS,
+    *BOOLEAN_FIELDS,
+    EXTRA_FIELD,
+)

@@ -1,0 +1,87 @@
+"""Keeping the API key out of every log line and error message.
+
+The key travels as a query parameter, so any text that quotes a URL can leak it:
+urllib3's debug lines, the text of requests' exceptions, backoff's retry lines,
+jsonschema's validation errors. Our own messages never quote a URL; this module
+scrubs what third-party code writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+
+
+class Redactor:
+    """Replaces secrets (raw or URL-encoded) by a mask in any text."""
+
+    def __init__(self, *secrets: str) -> None:
+        """Start with the given secrets."""
+        self._spellings: list[str] = []
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str) -> None:
+        """Also mask this secret, in every spelling that can appear in text."""
+        spellings = {secret, quote(secret, safe=""), quote_plus(secret)} - {""}
+        self._spellings = sorted(set(self._spellings) | spellings, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        """Return text with every secret masked."""
+        for spelling in self._spellings:
+            text = text.replace(spelling, MASK)
+        return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in the formatted message and traceback."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        """Wrap a redactor."""
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drop it."""
+        message = record.getMessage()
+        clean = self.redactor(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            if self.redactor(text) != text:
+                record.exc_text = self.redactor(text)
+                record.exc_info = None
+        return True
+
+
+_REDACTOR = Redactor()
+_FILTER = RedactingFilter(_REDACTOR)
+
+
+def redact(text: str) -> str:
+    """Mask every installed secret in text."""
+    return _REDACTOR(text)
+
+
+def install(secret: str) -> None:
+    """Mask the secret in everything logged from now on, by any library."""
+    _REDACTOR.add(secret)
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    # A filter on a logger misses records propagated from its children; one on every
+    # handler sees them all. urllib3's own loggers are filtered too, for handlers added
+    # later (a debug line of urllib3 quotes the full URL, query string included).
+    for logger in loggers:
+        for handler in logger.handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)
+    for name in ("urllib3.connectionpool", "backoff"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -1,0 +1,231 @@
+"""The tap's settings: their JSON schema and the checks JSON Schema cannot express.
+
+The setting names are an interface (the Hub definition, meltano.yml and users'
+configs depend on them), so they are declared once, here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import typing as t
+import zoneinfo
+from dataclasses import dataclass
+
+from singer_sdk import typing as th
+
+DEFAULT_API_URL = "https://www.optico.fr/data-api"
+DEFAULT_TIMEZONE = "Europe/Paris"
+MIN_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 5000
+# One week: a window's first page holds about a week of calls for most accounts, a
+# killed backfill loses at most a week of progress, and a year is only ~52 windows.
+DEFAULT_WINDOW_DAYS = 7
+DEFAULT_LOOKBACK_DAYS = 3
+# Generous for a 5000-row page from a slow API, short enough to retry a dead socket.
+DEFAULT_REQUEST_TIMEOUT = 60
+DEFAULT_MAX_RETRIES = 6
+# Two requests in flight: the next page is fetched while the current one is written.
+DEFAULT_CONCURRENCY = 2
+MAX_CONCURRENCY = 16
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+FILTERS = ("phone", "tracking_phone", "caller_phone", "offline_phone_description")
+
+SCHEMA = th.PropertiesList(
+    th.Property(
+        "api_key",
+        th.StringType,
+        required=True,
+        secret=True,
+        title="API key",
+        description=(
+            "Your Optico Data API key (Optico > Account > Data API). It is sent as the "
+            "`api_key` query parameter and is never logged."
+        ),
+    ),
+    th.Property(
+        "start_date",
+        th.DateType,
+        required=True,
+        title="Start date",
+        description="First day synced (YYYY-MM-DD, in `timezone`) when there is no bookmark.",
+    ),
+    th.Property(
+        "end_date",
+        th.DateType,
+        title="End date",
+        description="Last day synced, inclusive (YYYY-MM-DD). Defaults to today in `timezone`.",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        default=DEFAULT_API_URL,
+        title="API URL",
+        description="The Data API endpoint. Change it only to use a proxy or the sandbox.",
+    ),
+    th.Property(
+        "page_size",
+        th.IntegerType(minimum=MIN_PAGE_SIZE, maximum=MAX_PAGE_SIZE),
+        default=MAX_PAGE_SIZE,
+        title="Page size",
+        description=(
+            "Results per request, sent as `limit` (10 to 5000). "
+            "The maximum means the fewest requests."
+        ),
+    ),
+    th.Property(
+        "phone",
+        th.StringType,
+        title="Destination phone filter",
+        description="Only calls forwarded to this destination number.",
+    ),
+    th.Property(
+        "tracking_phone",
+        th.StringType,
+        title="Tracking phone filter",
+        description="Only calls made to this tracking number.",
+    ),
+    th.Property(
+        "caller_phone",
+        th.StringType,
+        title="Caller phone filter",
+        description="Only calls from this caller number.",
+    ),
+    th.Property(
+        "offline_phone_description",
+        th.StringType,
+        title="Offline phone description filter",
+        description=("Only calls to the static (offline) tracking number with this description."),
+    ),
+    th.Property(
+        "timezone",
+        th.StringType,
+        default=DEFAULT_TIMEZONE,
+        title="Time zone",
+        description=(
+            "IANA zone of the API's local times and dates. Timestamps are emitted in UTC."
+        ),
+    ),
+    th.Property(
+        "lookback_days",
+        th.IntegerType(minimum=0),
+        default=DEFAULT_LOOKBACK_DAYS,
+        title="Lookback days",
+        description=(
+            "Days before the bookmark re-read on each run, to pick up late calls and "
+            "changes to status, duration and revenue."
+        ),
+    ),
+    th.Property(
+        "window_days",
+        th.IntegerType(minimum=1),
+        default=DEFAULT_WINDOW_DAYS,
+        title="Window days",
+        description=(
+            "Days per request window. The bookmark advances after each window, so a "
+            "killed sync resumes at the last completed window."
+        ),
+    ),
+    th.Property(
+        "request_timeout",
+        th.IntegerType(minimum=1),
+        default=DEFAULT_REQUEST_TIMEOUT,
+        title="Request timeout",
+        description="Seconds to wait for each HTTP response before retrying.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0),
+        default=DEFAULT_MAX_RETRIES,
+        title="Max retries",
+        description=(
+            "Retries of a failed request (HTTP 429 and 5xx, timeouts, dropped "
+            "connections, `Cannot handle request`), with exponential backoff and jitter."
+        ),
+    ),
+    th.Property(
+        "max_concurrent_requests",
+        th.IntegerType(minimum=1, maximum=MAX_CONCURRENCY),
+        default=DEFAULT_CONCURRENCY,
+        title="Max concurrent requests",
+        description=(
+            "Requests in flight at once (1 to 16). Records and state are emitted in the "
+            "same order whatever the value; 1 is strictly sequential."
+        ),
+    ),
+).to_dict()
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; its message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings a sync runs with."""
+
+    api_url: str
+    start_date: dt.date
+    end_date: dt.date
+    page_size: int
+    zone: zoneinfo.ZoneInfo
+    lookback_days: int
+    window_days: int
+    request_timeout: int
+    max_retries: int
+    concurrency: int
+    filters: dict[str, str]
+
+    @classmethod
+    def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
+        """Check what the JSON schema cannot, and fill in defaults.
+
+        Raises:
+            SettingsError: a setting is invalid.
+        """
+        zone = _zone(config.get("timezone") or DEFAULT_TIMEZONE)
+        start = _date("start_date", config["start_date"])
+        end_value = config.get("end_date")
+        end = _date("end_date", end_value) if end_value else dt.datetime.now(zone).date()
+        if start > end:
+            msg = f"start_date {start} is after end_date {end}"
+            raise SettingsError(msg)
+        page_size = int(config.get("page_size", MAX_PAGE_SIZE))
+        if not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
+            msg = f"page_size must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE}, got {page_size}"
+            raise SettingsError(msg)
+        return cls(
+            api_url=config.get("api_url") or DEFAULT_API_URL,
+            start_date=start,
+            end_date=end,
+            page_size=page_size,
+            zone=zone,
+            lookback_days=int(config.get("lookback_days", DEFAULT_LOOKBACK_DAYS)),
+            window_days=int(config.get("window_days", DEFAULT_WINDOW_DAYS)),
+            request_timeout=int(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
+            max_retries=int(config.get("max_retries", DEFAULT_MAX_RETRIES)),
+            concurrency=int(config.get("max_concurrent_requests", DEFAULT_CONCURRENCY)),
+            filters={name: str(config[name]) for name in FILTERS if config.get(name)},
+        )
+
+
+def _date(name: str, value: t.Any) -> dt.date:
+    text = str(value)
+    if len(text) > len("YYYY-MM-DD") and text[10] in "T ":
+        text = text[:10]  # a date-time: keep its calendar date
+    try:
+        if not _DATE.fullmatch(text):
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        msg = f"{name} {value!r} is not a calendar date in YYYY-MM-DD form"
+        raise SettingsError(msg) from None
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        msg = f"timezone {name!r} is not a known IANA time zone (e.g. Europe/Paris)"
+        raise SettingsError(msg) from None
