@@ -1,0 +1,260 @@
+"""The `calls` and `daily_calls` streams: their schemas and their sync loop."""
+
+from __future__ import annotations
+
+import functools
+import time
+import typing as t
+
+import msgspec
+import requests
+from requests.adapters import HTTPAdapter
+from singer_sdk import Stream
+from singer_sdk import typing as th
+from singer_sdk.helpers._typing import TypeConformanceLevel
+
+from tap_optico import bookmarks, calls
+from tap_optico.calls import CallRecords, Coercer
+from tap_optico.client import DataAPI
+from tap_optico.pagination import PageWalker
+from tap_optico.settings import Settings
+from tap_optico.windows import Window, cut
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from singer_sdk.helpers.types import Context
+
+    from tap_optico.client import Page
+
+_RESULTS = msgspec.json.Decoder(t.Union[list[dict[str, t.Any]], dict[str, dict[str, t.Any]]])
+
+
+def rows(page: Page) -> list[dict[str, t.Any]]:
+    """The results of a page; PHP may encode a list with gaps as an object of rows."""
+    decoded = _RESULTS.decode(page.results)
+    return list(decoded.values()) if isinstance(decoded, dict) else decoded
+
+
+class OpticoStream(Stream):
+    """A stream read from the Data API window by window, bookmark advancing per window."""
+
+    # Records are built to match the schema exactly (see calls.py), so the SDK's
+    # per-record conformance pass, its costliest step, is skipped.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+    # Newest first within a window: the bookmark is promoted per window (bookmarks.py).
+    is_sorted = False
+    group_by_day = False
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        """The validated settings (the tap has checked them already)."""
+        return Settings.from_config(self.config)
+
+    def make_record(self, row: dict[str, t.Any]) -> dict[str, t.Any]:
+        """One API row as a record of this stream."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Report once, at the end of the sync, what could not be read."""
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Walk the windows from the bookmark (minus the lookback) to end_date."""
+        settings = self.settings
+        mark = bookmarks.bookmark(self)
+        first = bookmarks.first_day(settings, mark)
+        windows = cut(first, settings.end_date, settings.window_days)
+        self.logger.info(
+            "%s: reading %s..%s in %d window(s) of up to %d day(s) (bookmark %s, lookback %d day(s))",
+            self.name,
+            first,
+            settings.end_date,
+            len(windows),
+            settings.window_days,
+            mark or "none",
+            settings.lookback_days,
+        )
+        session = requests.Session()
+        session.headers["User-Agent"] = f"{self.tap_name}/{self._tap.plugin_version}"
+        session.mount("https://", HTTPAdapter(pool_maxsize=settings.concurrency))
+        session.mount("http://", HTTPAdapter(pool_maxsize=settings.concurrency))
+        api = DataAPI(
+            settings,
+            str(self.config["api_key"]),
+            session,
+            self.logger,
+            group_by_day=self.group_by_day,
+        )
+        with (
+            session,
+            PageWalker(api.fetch, windows, settings.page_size, settings.concurrency) as walker,
+        ):
+            for window in windows:
+                yield from self._window_records(walker, window)
+                bookmarks.commit_window(self)
+        self.finish()
+
+    def _window_records(self, walker: PageWalker, window: Window) -> Iterator[dict[str, t.Any]]:
+        """A window's records; re-read once if their count differs from total_results."""
+        started = time.monotonic()
+        make_record = self.make_record
+        for attempt in (1, 2):
+            received = pages = 0
+            total: int | None = None
+            for page in walker.pages(window, again=attempt > 1):
+                if total is None:
+                    total = page.total
+                pages += 1
+                page_rows = rows(page)
+                received += len(page_rows)
+                for row in page_rows:
+                    yield make_record(row)
+            if total is None or received == total:
+                break
+            if attempt == 1:
+                self.logger.warning(
+                    "%s %s: received %d rows but the API announced %d; re-reading the window",
+                    self.name,
+                    window,
+                    received,
+                    total,
+                )
+            else:
+                self.logger.warning(
+                    "%s %s: received %d rows but the API announced %d, again; moving on",
+                    self.name,
+                    window,
+                    received,
+                    total,
+                )
+        self.logger.info(
+            "%s %s: %d %s, %d page(s), %.1fs",
+            self.name,
+            window,
+            received,
+            "day(s)" if self.group_by_day else "call(s)",
+            pages,
+            time.monotonic() - started,
+        )
+
+
+class CallsStream(OpticoStream):
+    """One record per tracked call; `call_id` is a digest of the call's identity."""
+
+    name = "calls"
+    primary_keys = ("call_id",)
+    replication_key = "start_date"
+    schema = th.PropertiesList(
+        th.Property(
+            "call_id",
+            th.StringType,
+            required=True,
+            description=(
+                "Stable id of the call: a BLAKE2b digest of its local start time, caller, "
+                "tracking number and destination phone (the API has none)."
+            ),
+        ),
+        th.Property(
+            "start_date",
+            th.DateTimeType,
+            description="When the call started, in UTC (the API's local time read in `timezone`).",
+        ),
+        th.Property("caller", th.StringType, description="The caller's phone number."),
+        th.Property("tracking_number", th.StringType, description="The tracking number called."),
+        th.Property(
+            "phone", th.StringType, description="The destination number the call was forwarded to."
+        ),
+        th.Property(
+            "trigger_type",
+            th.StringType,
+            description='What triggered the call: "1" normal, "2" call back, "3" automatic rule, "4" manual invitation.',
+        ),
+        th.Property(
+            "source",
+            th.StringType,
+            description='Visit source, e.g. "adwords", "Google", "traffic direct".',
+        ),
+        th.Property(
+            "url", th.StringType, description="URL where the tracking number was displayed."
+        ),
+        th.Property("referer", th.StringType, description="Referring domain."),
+        th.Property("keyword", th.StringType, description="Keyword that generated the visit."),
+        th.Property(
+            "call_path",
+            th.StringType,
+            description="Pages viewed during the visit, one per line, oldest first.",
+        ),
+        th.Property(
+            "status",
+            th.StringType,
+            description='Call status as the API writes it, e.g. "succès", "occupé", "aucune réponse".',
+        ),
+        th.Property("keypad", th.StringType, description="Keys pressed during the call."),
+        th.Property(
+            "client_data", th.StringType, description="Data attached to the phone numbers."
+        ),
+        th.Property("visit_id", th.StringType, description="Links the call to a website visit."),
+        th.Property("duration", th.IntegerType, description="Call duration in seconds."),
+        th.Property("revenue", th.NumberType, description="Estimated revenue of the call."),
+        th.Property(
+            "is_redirect", th.BooleanType, description="Redirected because there was no answer."
+        ),
+        th.Property(
+            "expired_redirect",
+            th.BooleanType,
+            description="Redirected because the tracking number had expired.",
+        ),
+        th.Property(
+            calls.EXTRA_FIELD,
+            th.ObjectType(additional_properties=True),
+            description="Fields the API sent that this version of the tap does not know, as sent.",
+        ),
+    ).to_dict()
+
+    @functools.cached_property
+    def _calls(self) -> CallRecords:
+        return CallRecords(self.settings.zone, self.logger)
+
+    def make_record(self, row: dict[str, t.Any]) -> dict[str, t.Any]:
+        """See calls.CallRecords."""
+        return self._calls.record(row)
+
+    def finish(self) -> None:
+        """Count the values that were emitted as null."""
+        self._calls.coerce.summary()
+
+
+class DailyCallsStream(OpticoStream):
+    """One record per day (`group_by_day=true`): calls, total duration and revenue."""
+
+    name = "daily_calls"
+    primary_keys = ("date",)
+    replication_key = "date"
+    group_by_day = True
+    schema = th.PropertiesList(
+        th.Property("date", th.DateType, required=True, description="The local calendar day."),
+        th.Property("calls", th.IntegerType, description="Number of calls that day."),
+        th.Property(
+            "duration", th.IntegerType, description="Total call duration that day, in seconds."
+        ),
+        th.Property("revenue", th.NumberType, description="Total estimated revenue that day."),
+    ).to_dict()
+
+    @functools.cached_property
+    def _coerce(self) -> Coercer:
+        return Coercer(self.name, self.logger)
+
+    def make_record(self, row: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Coerce a day's totals; the date is kept as the API's YYYY-MM-DD."""
+        coerce = self._coerce
+        day = coerce.string("date", row.get("date"))
+        return {
+            "date": day[:10] if day else None,
+            "calls": coerce.integer("calls", row.get("calls")),
+            "duration": coerce.integer("duration", row.get("duration")),
+            "revenue": coerce.number("revenue", row.get("revenue")),
+        }
+
+    def finish(self) -> None:
+        """Count the values that were emitted as null."""
+        self._coerce.summary()
