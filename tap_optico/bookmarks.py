@@ -30,7 +30,7 @@ class _DropUnsortedWarning(logging.Filter):
         return not str(record.msg).startswith(_UNSORTED_WARNING)
 
 
-logging.getLogger("singer_sdk.helpers._state").addFilter(_DropUnsortedWarning())
+logging.getLogger("singer_sdk").addFilter(_DropUnsortedWarning())
 
 
 def bookmark_day(value: str, zone: zoneinfo.ZoneInfo) -> dt.date:
