@@ -1,0 +1,76 @@
+"""``optico-sandbox`` command: serve the sandbox until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from tap_optico.sandbox.server import Sandbox
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optico-sandbox",
+        description="Serve an Optico-compatible Data API on 127.0.0.1 with synthetic calls.",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="port to bind (0 = random)")
+    parser.add_argument("--calls", type=int, default=1000, help="number of calls to generate")
+    parser.add_argument("--start-date", default="2024-01-01", help="first local day (YYYY-MM-DD)")
+    parser.add_argument("--end-date", default="2024-03-31", help="last local day (YYYY-MM-DD)")
+    parser.add_argument("--seed", type=int, default=0, help="data seed")
+    parser.add_argument("--naming", choices=("camel", "snake"), default="camel")
+    parser.add_argument("--values", choices=("native", "php"), default="native")
+    parser.add_argument("--api-key", default="sandbox-key", help="the key clients must send")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument("--error-status", type=int, default=200, help="HTTP status of errors")
+    parser.add_argument("--extra-fields", action="store_true", help="add unknown fields")
+    parser.add_argument("--verbose", action="store_true", help="log requests (key masked)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, start the sandbox, print how to reach it and wait for Ctrl-C."""
+    args = _parser().parse_args(argv)
+    sandbox = Sandbox(
+        calls=args.calls,
+        start_date=args.start_date,
+        end_date=args.end_date,
+        seed=args.seed,
+        naming=args.naming,
+        values=args.values,
+        api_key=args.api_key,
+        port=args.port,
+        latency=args.latency,
+        error_status=args.error_status,
+        extra_fields=args.extra_fields,
+        verbose=args.verbose,
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    with sandbox:
+        print(
+            f"Optico sandbox: {sandbox.total_calls} calls, {args.start_date}..{args.end_date},"
+            f" seed {args.seed}",
+            flush=True,
+        )
+        print(f"URL: {sandbox.url}", flush=True)
+        print(f"API key: {sandbox.api_key}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

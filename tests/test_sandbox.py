@@ -1,0 +1,563 @@
+"""The Optico sandbox honours the documented Data API contract, over real HTTP."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from tap_optico.sandbox import FAULT_KINDS, Sandbox
+
+KEY = "sandbox-key"
+RANGE = {"start_date": "2024-01-01", "end_date": "2024-03-31"}
+MakeSandbox = Callable[..., Sandbox]
+
+
+def get(sb: Sandbox, **params: Any) -> requests.Response:
+    query: dict[str, Any] = {"api_key": KEY, "type": "calls", **RANGE}
+    query.update(params)
+    query = {k: v for k, v in query.items() if v is not None}
+    return requests.get(sb.url, params=query, timeout=10)
+
+
+def data(sb: Sandbox, **params: Any) -> dict[str, Any]:
+    response = get(sb, **params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == "OK", body
+    return body
+
+
+def key_of(call: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (call["startDate"], call["caller"], call["trackingNumber"], call["phone"])
+
+
+def truth_key(call: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (call["start_date"], call["caller"], call["tracking_number"], call["phone"])
+
+
+# ---------------------------------------------------------------- paging and ordering
+
+
+def test_first_page_uses_defaults_and_is_newest_first(sandbox: Sandbox) -> None:
+    body = data(sandbox)
+    truth = sandbox.truth_calls()
+    assert body["totalResults"] == len(truth) == 1000
+    assert body["nextPage"] == 2
+    assert len(body["results"]) == 100  # default limit
+    starts = [c["startDate"] for c in body["results"]]
+    assert starts == sorted(starts, reverse=True)
+    assert [key_of(c) for c in body["results"]] == [truth_key(c) for c in truth[::-1][:100]]
+
+
+def test_pages_are_one_based_and_next_page_disappears_on_the_last(sandbox: Sandbox) -> None:
+    seen: list[tuple[str, str, str, str]] = []
+    page = 1
+    while True:
+        body = data(sandbox, limit=300, page=page)
+        assert body["totalResults"] == 1000
+        seen.extend(key_of(c) for c in body["results"])
+        if "nextPage" not in body:
+            break
+        assert body["nextPage"] == page + 1
+        page += 1
+    assert page == 4
+    assert len(body["results"]) == 100
+    assert seen == [truth_key(c) for c in sandbox.truth_calls()[::-1]]
+    beyond = data(sandbox, limit=300, page=5)
+    assert beyond["results"] == []
+    assert "nextPage" not in beyond
+
+
+def test_exact_multiple_of_limit_has_no_next_page(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=20)
+    body = data(sb, limit=10, page=2)
+    assert len(body["results"]) == 10
+    assert "nextPage" not in body
+
+
+def test_end_date_is_inclusive(sandbox: Sandbox) -> None:
+    day = "2024-02-14"
+    truth = sandbox.truth_calls(day, day)
+    assert truth
+    body = data(sandbox, start_date=day, end_date=day, limit=5000)
+    assert body["totalResults"] == len(truth)
+    assert all(c["startDate"].startswith(day) for c in body["results"])
+
+
+def test_equal_start_times_keep_a_stable_order(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=30)
+    a = sb.insert_call("2024-02-01 10:00:00", caller="0611111111")
+    b = sb.insert_call("2024-02-01 10:00:00", caller="0622222222")
+    truth = [truth_key(c) for c in sb.truth_calls("2024-02-01", "2024-02-01")]
+    assert truth.index(truth_key(a)) < truth.index(truth_key(b))
+    for _ in range(2):
+        body = data(sb, start_date="2024-02-01", end_date="2024-02-01", limit=5000)
+        assert [key_of(c) for c in body["results"]] == truth[::-1]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_every_error_comes_at_once_in_documented_order(sandbox: Sandbox) -> None:
+    response = requests.get(sandbox.url, timeout=10)
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ERROR",
+        "errors": [
+            "Invalid api key",
+            "Missing parameter `type`",
+            "Missing parameter `start_date`",
+            "Missing parameter `end_date`",
+        ],
+    }
+    body = get(
+        sandbox, api_key="wrong", type="mms", start_date="2024-02-30", end_date="24-03-01", limit=1
+    ).json()
+    assert body["errors"] == [
+        "Invalid api key",
+        "Invalid parameter type",
+        "Invalid date 2024-02-30",
+        "Invalid date 24-03-01",
+        "Limit must be between 10 and 5000",
+    ]
+
+
+def test_wrong_key_alone(sandbox: Sandbox) -> None:
+    assert get(sandbox, api_key="nope").json() == {"status": "ERROR", "errors": ["Invalid api key"]}
+
+
+@pytest.mark.parametrize(
+    "value", ["2024-02-30", "2023-02-29", "2024-13-01", "2024-1-05", "20240105", "2024/01/05", ""]
+)
+def test_invalid_dates(sandbox: Sandbox, value: str) -> None:
+    expected = "Missing parameter `start_date`" if value == "" else f"Invalid date {value}"
+    assert get(sandbox, start_date=value).json()["errors"] == [expected]
+
+
+@pytest.mark.parametrize(("limit", "ok"), [(9, False), (10, True), (5000, True), (5001, False)])
+def test_limit_bounds(sandbox: Sandbox, limit: int, ok: bool) -> None:
+    body = get(sandbox, limit=limit).json()
+    if ok:
+        assert len(body["results"]) == min(limit, 1000)
+    else:
+        assert body == {"status": "ERROR", "errors": ["Limit must be between 10 and 5000"]}
+
+
+def test_error_status_is_configurable(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=10, error_status=400)
+    assert get(sb, api_key="x").status_code == 400
+    assert get(sb).status_code == 200
+
+
+def test_sms_is_an_empty_ok_result(sandbox: Sandbox) -> None:
+    assert data(sandbox, type="sms") == {"status": "OK", "totalResults": 0, "results": []}
+
+
+def test_unknown_path_is_404(sandbox: Sandbox) -> None:
+    response = requests.get(sandbox.url.replace("/data-api", "/other"), timeout=10)
+    assert response.status_code == 404
+
+
+# ---------------------------------------------------------------- group_by_day and filters
+
+
+def test_group_by_day_matches_truth_and_paginates(sandbox: Sandbox) -> None:
+    truth = sandbox.truth_daily()
+    body = data(sandbox, group_by_day="true", limit=5000)
+    assert body["totalResults"] == len(truth)
+    assert body["results"] == truth[::-1]
+    assert sum(row["calls"] for row in truth) == 1000
+    page = data(sandbox, group_by_day="true", limit=10, page=2)
+    assert page["nextPage"] == 3
+    assert page["results"] == truth[::-1][10:20]
+    calls = sandbox.truth_calls("2024-03-01", "2024-03-01")
+    day = sandbox.truth_daily("2024-03-01", "2024-03-01")
+    assert day == [
+        {
+            "date": "2024-03-01",
+            "calls": len(calls),
+            "duration": sum(c["duration"] for c in calls),
+            "revenue": round(sum(c["revenue"] for c in calls), 2),
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("param", "field", "value"),
+    [
+        ("tracking_phone", "trackingNumber", "0974590003"),
+        ("phone", "phone", "0472123456"),
+        ("offline_phone_description", "trackingNumber", "Flyer printemps"),
+    ],
+)
+def test_filters(sandbox: Sandbox, param: str, field: str, value: str) -> None:
+    truth = sandbox.truth_calls(**{param: value})
+    assert 0 < len(truth) < 1000
+    body = data(sandbox, limit=5000, **{param: value})
+    assert body["totalResults"] == len(truth)
+    assert [key_of(c) for c in body["results"]] == [truth_key(c) for c in truth[::-1]]
+    if param == "offline_phone_description":
+        static = {t["tracking_number"] for t in sandbox.tracking_numbers if t[param] == value}
+        assert {c["trackingNumber"] for c in body["results"]} == static
+        assert all(c["source"] == "" and c["visitId"] == "" for c in body["results"])
+    else:
+        assert {c[field] for c in body["results"]} == {value}
+
+
+def test_static_calls_are_a_small_share(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=5000)
+    static = {t["tracking_number"] for t in sb.tracking_numbers if t["offline_phone_description"]}
+    share = sum(c["tracking_number"] in static for c in sb.truth_calls()) / 5000
+    assert 0.05 <= share <= 0.10
+
+
+def test_caller_filter_is_exact(sandbox: Sandbox) -> None:
+    caller = sandbox.truth_calls()[500]["caller"]
+    body = data(sandbox, caller_phone=caller)
+    assert body["totalResults"] == len(sandbox.truth_calls(caller_phone=caller)) >= 1
+    assert {c["caller"] for c in body["results"]} == {caller}
+    assert data(sandbox, caller_phone=caller[:-1])["totalResults"] == 0
+
+
+def test_group_by_day_honours_filters(sandbox: Sandbox) -> None:
+    calls = sandbox.truth_calls(tracking_phone="0974590001")
+    rows = data(sandbox, group_by_day="true", tracking_phone="0974590001", limit=5000)["results"]
+    assert sum(r["calls"] for r in rows) == len(calls)
+
+
+# ---------------------------------------------------------------- response styles
+
+
+CAMEL_KEYS = {
+    "startDate", "caller", "trackingNumber", "phone", "triggerType", "source", "url", "referer",
+    "keyword", "callPath", "status", "duration", "revenue", "keypad", "isRedirect",
+    "expiredRedirect", "clientData", "visitId",
+}  # fmt: skip
+
+
+def test_camel_naming_and_native_values_by_default(sandbox: Sandbox) -> None:
+    body = data(sandbox, limit=1000)
+    assert set(body) == {"status", "totalResults", "results"}  # last page: no nextPage
+    for call in body["results"]:
+        assert set(call) == CAMEL_KEYS
+        assert isinstance(call["duration"], int)
+        assert isinstance(call["revenue"], float)
+        assert isinstance(call["isRedirect"], bool)
+        assert call["triggerType"] in {"1", "2", "3", "4"}
+        assert call["status"] in {"succès", "occupé", "aucune réponse"}
+        assert call["status"] == "succès" or call["duration"] == 0
+        for number in (call["caller"], call["trackingNumber"], call["phone"]):
+            assert len(number) == 10
+            assert number.startswith("0")
+            assert number.isdigit()
+        assert call["caller"][:2] in {"06", "07", "01"}
+        if call["source"]:
+            assert call["url"] == call["callPath"].split("\n")[-1]
+
+
+def test_snake_naming_and_php_values(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=300, naming="snake", values="php")
+    body = data(sb, limit=50)
+    assert body["total_results"] == "300"
+    assert body["next_page"] == "2"
+    truth = sb.truth_calls()[::-1][:50]
+    for call, native in zip(body["results"], truth, strict=True):
+        assert set(call) == set(native)
+        assert all(isinstance(v, str) for v in call.values())
+        assert call["revenue"] == f"{native['revenue']:.2f}"
+        assert call["duration"] == str(native["duration"])
+        assert call["is_redirect"] == ("1" if native["is_redirect"] else "0")
+    rows = data(sb, group_by_day="true", limit=10)["results"]
+    assert all(isinstance(v, str) for row in rows for v in row.values())
+    assert all(len(row["revenue"].split(".")[1]) == 2 for row in rows)
+
+
+def test_extra_fields_are_added(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=50, extra_fields=True)
+    call = data(sb, limit=10)["results"][0]
+    assert set(call) == CAMEL_KEYS | {"recordingUrl", "callerCity"}
+    assert "recording_url" in sb.truth_calls()[0]
+
+
+def test_bad_style_is_rejected() -> None:
+    with pytest.raises(ValueError, match="naming"):
+        Sandbox(calls=10, naming="kebab")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- data generation
+
+
+def test_data_is_deterministic_from_the_seed(make_sandbox: MakeSandbox) -> None:
+    a = make_sandbox(calls=500, seed=7)
+    b = make_sandbox(calls=500, seed=7)
+    c = make_sandbox(calls=500, seed=8)
+    assert a.truth_calls() == b.truth_calls()
+    assert data(a, limit=500) == data(b, limit=500)
+    assert a.truth_calls() != c.truth_calls()
+
+
+def test_dst_days_and_key_uniqueness(make_sandbox: MakeSandbox) -> None:
+    autumn = make_sandbox(calls=20000, start_date="2024-10-27", end_date="2024-10-27")
+    starts = [c["start_date"] for c in autumn.truth_calls()]
+    # Time order goes back from 02:59:59 to 02:00:00: the repeated hour is present.
+    assert any(later < earlier for earlier, later in itertools.pairwise(starts))
+    assert len({truth_key(c) for c in autumn.truth_calls()}) == 20000
+    spring = Sandbox(calls=5000, start_date="2024-03-31", end_date="2024-03-31")
+    hours = {c["start_date"][11:13] for c in spring.truth_calls()}
+    assert "02" not in hours
+    assert {"01", "03"} <= hours
+
+
+def test_insert_call_around_midnight_and_dst(sandbox: Sandbox) -> None:
+    call = sandbox.insert_call("2024-03-31 00:30:00", caller="0612345678")
+    body = data(sandbox, start_date="2024-03-31", end_date="2024-03-31", caller_phone="0612345678")
+    assert [c["startDate"] for c in body["results"]] == ["2024-03-31 00:30:00"]
+    assert (
+        data(sandbox, start_date="2024-03-30", end_date="2024-03-30", caller_phone="0612345678")[
+            "totalResults"
+        ]
+        == 0
+    )
+    assert call["caller"] == "0612345678"
+    with pytest.raises(ValueError, match="does not exist"):
+        sandbox.insert_call("2024-03-31 02:30:00")
+    first = sandbox.insert_call("2024-03-30 02:30:00", caller="0699999999")
+    with pytest.raises(ValueError, match="same key"):
+        sandbox.insert_call(
+            "2024-03-30 02:30:00",
+            caller="0699999999",
+            tracking_number=first["tracking_number"],
+            phone=first["phone"],
+        )
+
+
+def test_autumn_fold_calls(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=10, start_date="2024-10-01", end_date="2024-10-31")
+    a = sb.insert_call("2024-10-27 02:30:00", caller="0611112222", tracking_number="0974590001")
+    b = sb.insert_call(
+        "2024-10-27 02:30:00", fold=1, caller="0611112222", tracking_number="0974590002"
+    )
+    body = data(sb, start_date="2024-10-27", end_date="2024-10-27", caller_phone="0611112222")
+    # Newest first: the second pass through 02:30 (UTC+1) comes before the first (UTC+2).
+    assert [c["trackingNumber"] for c in body["results"]] == [
+        b["tracking_number"],
+        a["tracking_number"],
+    ]
+
+
+# ---------------------------------------------------------------- mutations
+
+
+def test_add_calls_late_arrivals_are_served(sandbox: Sandbox) -> None:
+    before = data(sandbox, start_date="2024-01-10", end_date="2024-01-10")["totalResults"]
+    added = sandbox.add_calls(5, "2024-01-10", "2024-01-10")
+    assert len(added) == 5
+    assert all(c["start_date"].startswith("2024-01-10") for c in added)
+    body = data(sandbox, start_date="2024-01-10", end_date="2024-01-10", limit=5000)
+    assert body["totalResults"] == before + 5
+    served = {key_of(c) for c in body["results"]}
+    assert {truth_key(c) for c in added} <= served
+    assert data(sandbox)["totalResults"] == 1005
+    assert sandbox.truth_daily("2024-01-10", "2024-01-10")[0]["calls"] == before + 5
+    assert data(sandbox, group_by_day="true", limit=5000)["results"] == sandbox.truth_daily()[::-1]
+
+
+def test_update_calls_changes_status_duration_revenue(sandbox: Sandbox) -> None:
+    truth = {truth_key(c): c for c in sandbox.truth_calls()}
+    updated = sandbox.update_calls(4)
+    assert len(updated) == 4
+    for new in updated:
+        old = truth[truth_key(new)]
+        assert new["status"] != old["status"]
+        assert {k: v for k, v in new.items() if k not in ("status", "duration", "revenue")} == {
+            k: v for k, v in old.items() if k not in ("status", "duration", "revenue")
+        }
+        day = new["start_date"][:10]
+        served = data(sandbox, start_date=day, end_date=day, caller_phone=new["caller"])
+        match = [c for c in served["results"] if key_of(c) == truth_key(new)]
+        assert match[0]["status"] == new["status"]
+        assert match[0]["duration"] == new["duration"]
+        assert match[0]["revenue"] == new["revenue"]
+    assert data(sandbox, group_by_day="true", limit=5000)["results"] == sandbox.truth_daily()[::-1]
+    assert sum(r["duration"] for r in sandbox.truth_daily()) == sum(
+        c["duration"] for c in sandbox.truth_calls()
+    )
+
+
+def test_mutations_are_deterministic(make_sandbox: MakeSandbox) -> None:
+    a = make_sandbox(calls=200)
+    b = make_sandbox(calls=200)
+    assert a.add_calls(3, "2024-02-01", "2024-02-05") == b.add_calls(3, "2024-02-01", "2024-02-05")
+    assert a.update_calls(3) == b.update_calls(3)
+
+
+# ---------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize("kind", ["http500", "http502", "http503"])
+def test_server_error_faults(make_sandbox: MakeSandbox, kind: str) -> None:
+    sb = make_sandbox(calls=50)
+    sb.add_fault(kind)  # type: ignore[arg-type]
+    response = get(sb)
+    assert response.status_code == int(kind[4:])
+    assert response.headers["Content-Type"].startswith("text/html")
+    sb.clear_faults()
+    assert get(sb).status_code == 200
+
+
+def test_http429_carries_retry_after(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=50)
+    sb.add_fault("http429", retry_after=7)
+    response = get(sb)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "7"
+
+
+def test_reset_closes_before_any_byte(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=50)
+    sb.add_fault("reset", first=1)
+    with pytest.raises(requests.ConnectionError):
+        get(sb)
+    assert get(sb).status_code == 200
+    assert [(r.status, r.fault) for r in sb.requests] == [(None, "reset"), (200, None)]
+
+
+def test_truncated_body_is_invalid_json(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=50)
+    sb.add_fault("truncated")
+    response = get(sb)
+    assert response.status_code == 200
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(response.text)
+
+
+def test_cannot_handle_envelope(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=50)
+    sb.add_fault("cannot_handle")
+    response = get(sb)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ERROR", "errors": ["Cannot handle request"]}
+
+
+def test_latency_fault_and_option(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=50)
+    sb.add_fault("latency", seconds=0.3, first=1)
+    started = time.monotonic()
+    assert data(sb)["totalResults"] == 50
+    assert time.monotonic() - started >= 0.3
+    slow = make_sandbox(calls=50, latency=0.2)
+    started = time.monotonic()
+    get(slow)
+    assert time.monotonic() - started >= 0.2
+
+
+def test_stuck_paginator_never_ends(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=25)
+    sb.add_fault("stuck")
+    last = data(sb, limit=10, page=3)
+    assert len(last["results"]) == 5
+    assert last["nextPage"] == 4
+    beyond = data(sb, limit=10, page=4)
+    assert beyond["results"] == []
+    assert beyond["nextPage"] == 5
+
+
+def test_first_k_per_query_then_success(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=50)
+    sb.add_fault("http503", first=2)
+    for page in (1, 2):
+        assert [get(sb, limit=10, page=page).status_code for _ in range(3)] == [503, 503, 200]
+    # A different api_key is the same query: its counter is already spent.
+    assert get(sb, limit=10, page=1, api_key="other").status_code == 200
+
+
+def test_first_k_per_request_counts_overall(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=50)
+    sb.add_fault("http500", first=2, per="request")
+    codes = [get(sb, limit=10, page=p).status_code for p in (1, 2, 3, 4)]
+    assert codes == [500, 500, 200, 200]
+
+
+def test_faults_chain_in_order(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=50)
+    sb.add_fault("http502", first=1)
+    sb.add_fault("cannot_handle", first=1)
+    first, second, third = (get(sb) for _ in range(3))
+    assert first.status_code == 502
+    assert second.json()["errors"] == ["Cannot handle request"]
+    assert third.json()["status"] == "OK"
+    assert [r.fault for r in sb.requests] == ["http502", "cannot_handle", None]
+
+
+def test_unknown_fault_kind_is_rejected(sandbox: Sandbox) -> None:
+    assert "stuck" in FAULT_KINDS
+    with pytest.raises(ValueError, match="unknown fault"):
+        sandbox.add_fault("explode")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- request log and logging
+
+
+def test_request_log_masks_the_key(sandbox: Sandbox) -> None:
+    get(sandbox, limit=20, page=2)
+    get(sandbox, api_key="wrong")
+    first, second = sandbox.requests
+    assert first.method == "GET"
+    assert first.path == "/data-api"
+    assert first.params == {"api_key": "***", "type": "calls", **RANGE, "limit": "20", "page": "2"}
+    assert first.status == 200
+    assert first.fault is None
+    assert first.time <= second.time
+    assert second.params["api_key"] == "***"
+    sandbox.clear_requests()
+    assert sandbox.requests == []
+
+
+def test_server_is_silent_and_verbose_mode_masks_the_key(
+    make_sandbox: MakeSandbox, capfd: pytest.CaptureFixture[str]
+) -> None:
+    quiet = make_sandbox(calls=10, api_key="s3cr3t-quiet")
+    requests.get(quiet.url, params={"api_key": "s3cr3t-quiet"}, timeout=10)
+    assert capfd.readouterr().err == ""
+    loud = make_sandbox(calls=10, api_key="s3cr3t-loud", verbose=True)
+    requests.get(loud.url, params={"api_key": "s3cr3t-loud", "type": "calls"}, timeout=10)
+    err = capfd.readouterr().err
+    assert "/data-api" in err
+    assert "s3cr3t" not in err
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_serves_until_terminated() -> None:
+    exe = shutil.which("optico-sandbox", path=os.path.dirname(sys.executable))
+    command = [exe] if exe else [sys.executable, "-m", "tap_optico.sandbox.cli"]
+    proc = subprocess.Popen(
+        [*command, "--port", "0", "--calls", "200", "--api-key", "cli-key", "--naming", "snake"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("URL:"))
+        assert any(line.strip() == "API key: cli-key" for line in lines)
+        assert url.startswith("http://127.0.0.1:")
+        assert url.endswith("/data-api")
+        params = {"api_key": "cli-key", "type": "calls", **RANGE}
+        body = requests.get(url, params=params, timeout=10).json()
+        assert body["total_results"] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
