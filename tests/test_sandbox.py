@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -162,6 +163,16 @@ def test_error_status_is_configurable(make_sandbox: MakeSandbox) -> None:
 
 def test_sms_is_an_empty_ok_result(sandbox: Sandbox) -> None:
     assert data(sandbox, type="sms") == {"status": "OK", "totalResults": 0, "results": []}
+
+
+def test_page_must_be_a_positive_integer(sandbox: Sandbox) -> None:
+    assert get(sandbox, page=0).json()["errors"] == ["Invalid parameter page"]
+    assert get(sandbox, page="x").json()["errors"] == ["Invalid parameter page"]
+
+
+def test_reversed_range_is_empty(sandbox: Sandbox) -> None:
+    body = data(sandbox, start_date="2024-02-02", end_date="2024-02-01")
+    assert body == {"status": "OK", "totalResults": 0, "results": []}
 
 
 def test_unknown_path_is_404(sandbox: Sandbox) -> None:
@@ -509,6 +520,19 @@ def test_unknown_fault_kind_is_rejected(sandbox: Sandbox) -> None:
 # ---------------------------------------------------------------- request log and logging
 
 
+def test_concurrent_requests_are_all_logged(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=500)
+    sb.add_fault("http500", first=1)
+
+    def fetch(page: int) -> list[int]:
+        return [get(sb, limit=10, page=page).status_code for _ in range(3)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(fetch, range(1, 9)))
+    assert all(codes == [500, 200, 200] for codes in results)
+    assert len(sb.requests) == 24
+
+
 def test_request_log_masks_the_key(sandbox: Sandbox) -> None:
     get(sandbox, limit=20, page=2)
     get(sandbox, api_key="wrong")
@@ -540,7 +564,8 @@ def test_server_is_silent_and_verbose_mode_masks_the_key(
 # ---------------------------------------------------------------- command line
 
 
-def test_cli_serves_until_terminated() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_cli_serves_until_interrupted(signum: signal.Signals) -> None:
     exe = shutil.which("optico-sandbox", path=os.path.dirname(sys.executable))
     command = [exe] if exe else [sys.executable, "-m", "tap_optico.sandbox.cli"]
     proc = subprocess.Popen(
@@ -559,5 +584,5 @@ def test_cli_serves_until_terminated() -> None:
         body = requests.get(url, params=params, timeout=10).json()
         assert body["total_results"] == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         assert proc.wait(timeout=10) == 0

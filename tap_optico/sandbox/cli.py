@@ -54,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # Handle both explicitly: a backgrounded process may inherit SIGINT as ignored.
     signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     with sandbox:
         print(
             f"Optico sandbox: {sandbox.total_calls} calls, {args.start_date}..{args.end_date},"
@@ -64,10 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"URL: {sandbox.url}", flush=True)
         print(f"API key: {sandbox.api_key}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
     return 0
 

@@ -85,6 +85,7 @@ _SOURCES = (
     ("Yahoo", "fr.search.yahoo.com", True, 5),
     ("Bing", "www.bing.com", True, 10),
 )
+_SOURCE_WEIGHTS = tuple(s[3] for s in _SOURCES)
 _KEYWORDS = (
     "plombier paris",
     "plombier urgence",
@@ -341,7 +342,7 @@ class CallStore:
             )
         else:
             trigger = rng.choices(("1", "2", "3", "4"), (80, 10, 6, 4))[0]
-            source, referer, has_kw, _w = rng.choices(_SOURCES, [s[3] for s in _SOURCES])[0]
+            source, referer, has_kw, _w = rng.choices(_SOURCES, _SOURCE_WEIGHTS)[0]
             pages = [_SITE + rng.choice(_PAGES) for _ in range(rng.randint(1, 5))]
             rec.update(
                 trigger_type=trigger,

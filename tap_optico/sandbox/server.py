@@ -552,7 +552,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         parts = urlsplit(self.path)
         params = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        safe = parts.path + ("?" + urlencode(mask_params(params)) if params else "")
+        safe = parts.path + ("?" + urlencode(mask_params(params), safe="*") if params else "")
         message = format % args
         if self.requestline:
             message = message.replace(self.requestline, f"{self.command} {safe}")
