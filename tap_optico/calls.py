@@ -192,7 +192,7 @@ class LocalTimes:
         return parsed.astimezone(_UTC).replace(microsecond=0).isoformat(), local
 
     def _utc_hour_prefix(self, hour: str) -> str | None:
-        """ "YYYY-MM-DDTHH" in UTC for a local hour; None if the offset is not whole hours."""
+        """The UTC "YYYY-MM-DDTHH" of a local hour; None if the offset is not whole hours."""
         local = dt.datetime.fromisoformat(f"{hour}:00:00").replace(tzinfo=self.zone)
         offset = local.utcoffset()
         if offset is None or offset.total_seconds() % 3600:

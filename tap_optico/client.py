@@ -41,9 +41,9 @@ class Envelope(msgspec.Struct):
     errors: list[str] | str | None = None
     results: msgspec.Raw = msgspec.Raw(b"[]")
     total_results: int | str | None = None
-    totalResults: int | str | None = None  # noqa: N815  (the 2026 page's spelling)
+    totalResults: int | str | None = None
     next_page: int | str | None = None
-    nextPage: int | str | None = None  # noqa: N815
+    nextPage: int | str | None = None
 
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)

@@ -11,9 +11,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from singer_sdk import Stream
 from singer_sdk import typing as th
-from singer_sdk.helpers._typing import TypeConformanceLevel
+from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_optico import bookmarks, calls
+from tap_optico import __version__, bookmarks, calls
 from tap_optico.calls import CallRecords, Coercer
 from tap_optico.client import DataAPI
 from tap_optico.pagination import PageWalker
@@ -27,7 +27,7 @@ if t.TYPE_CHECKING:
 
     from tap_optico.client import Page
 
-_RESULTS = msgspec.json.Decoder(t.Union[list[dict[str, t.Any]], dict[str, dict[str, t.Any]]])
+_RESULTS = msgspec.json.Decoder(list[dict[str, t.Any]] | dict[str, dict[str, t.Any]])
 
 
 def rows(page: Page) -> list[dict[str, t.Any]]:
@@ -65,7 +65,7 @@ class OpticoStream(Stream):
         first = bookmarks.first_day(settings, mark)
         windows = cut(first, settings.end_date, settings.window_days)
         self.logger.info(
-            "%s: reading %s..%s in %d window(s) of up to %d day(s) (bookmark %s, lookback %d day(s))",
+            "%s: reading %s..%s in %d window(s) of up to %d day(s) (bookmark %s, lookback %d)",
             self.name,
             first,
             settings.end_date,
@@ -75,7 +75,7 @@ class OpticoStream(Stream):
             settings.lookback_days,
         )
         session = requests.Session()
-        session.headers["User-Agent"] = f"{self.tap_name}/{self._tap.plugin_version}"
+        session.headers["User-Agent"] = f"tap-optico/{__version__}"
         session.mount("https://", HTTPAdapter(pool_maxsize=settings.concurrency))
         session.mount("http://", HTTPAdapter(pool_maxsize=settings.concurrency))
         api = DataAPI(
@@ -167,7 +167,10 @@ class CallsStream(OpticoStream):
         th.Property(
             "trigger_type",
             th.StringType,
-            description='What triggered the call: "1" normal, "2" call back, "3" automatic rule, "4" manual invitation.',
+            description=(
+                'What triggered the call: "1" normal, "2" call back, "3" automatic rule, '
+                '"4" manual invitation.'
+            ),
         ),
         th.Property(
             "source",
@@ -187,7 +190,7 @@ class CallsStream(OpticoStream):
         th.Property(
             "status",
             th.StringType,
-            description='Call status as the API writes it, e.g. "succès", "occupé", "aucune réponse".',
+            description='Call status as the API writes it: "succès", "occupé", "aucune réponse"…',
         ),
         th.Property("keypad", th.StringType, description="Keys pressed during the call."),
         th.Property(

@@ -50,12 +50,12 @@ class TapOptico(Tap):
         return [CallsStream(self), DailyCallsStream(self)]
 
     @classmethod
-    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
         """Run the CLI; an API or settings failure ends with one line and exit code 1."""
         try:
             super().invoke(*args, **kwargs)
         except OpticoError as exc:
-            cls.logger.error("%s", exc)  # noqa: TRY400  (the message is the whole story)
+            cls.logger.error("%s", exc)
             sys.exit(1)
 
 

@@ -19,7 +19,12 @@ def utc(local: str, zone: zoneinfo.ZoneInfo = PARIS) -> str:
 def call_id(call: t.Mapping[str, t.Any]) -> str:
     """The documented call_id: BLAKE2b-128 of local start, caller, tracking number, phone."""
     identity = "\x1f".join(
-        (call["start_date"], call["caller"] or "", call["tracking_number"] or "", call["phone"] or "")
+        (
+            call["start_date"],
+            call["caller"] or "",
+            call["tracking_number"] or "",
+            call["phone"] or "",
+        )
     )
     return hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
 

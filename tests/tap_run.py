@@ -63,7 +63,7 @@ def catalog_for(streams: t.Iterable[str]) -> dict[str, t.Any]:
         text=True,
         check=True,
     )
-    catalog = json.loads(result.stdout)
+    catalog: dict[str, t.Any] = json.loads(result.stdout)
     wanted = set(streams)
     for entry in catalog["streams"]:
         for item in entry["metadata"]:
