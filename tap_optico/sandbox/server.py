@@ -214,6 +214,16 @@ class Sandbox:
 
     # ------------------------------------------------------------------ data helpers
     @property
+    def start_date(self) -> str:
+        """First local day of the generated data, ``YYYY-MM-DD``."""
+        return self.store.start_day.isoformat()
+
+    @property
+    def end_date(self) -> str:
+        """Last local day of the generated data, ``YYYY-MM-DD``."""
+        return self.store.end_day.isoformat()
+
+    @property
     def total_calls(self) -> int:
         """Number of calls currently held."""
         with self._lock:
