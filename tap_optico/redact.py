@@ -12,6 +12,7 @@ import logging
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
+MIN_LENGTH = 4
 
 
 class Redactor:
@@ -24,8 +25,14 @@ class Redactor:
             self.add(secret)
 
     def add(self, secret: str) -> None:
-        """Also mask this secret, in every spelling that can appear in text."""
-        spellings = {secret, quote(secret, safe=""), quote_plus(secret)} - {""}
+        """Also mask this secret, in every spelling that can appear in text.
+
+        A secret shorter than MIN_LENGTH (a placeholder such as "x" in a test config)
+        is not masked: masking it would garble every word that contains it.
+        """
+        if len(secret) < MIN_LENGTH:
+            return
+        spellings = {secret, quote(secret, safe=""), quote_plus(secret)}
         self._spellings = sorted(set(self._spellings) | spellings, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
