@@ -1,0 +1,403 @@
+"""End to end: the project's meltano.yml, real Meltano, real loaders, the sandbox as the API.
+
+`meltano install` runs once per session into a temporary system dir (MELTANO_SYS_DIR_ROOT),
+from the checkout itself, so `pip_url: -e .` installs the code under test and nothing
+is written into the work tree. Every test loads into a PostgreSQL schema of its own
+(dropped afterwards) and runs with a state-id suffix of its own, so runs never collide.
+
+PostgreSQL comes from TAP_OPTICO_TEST_POSTGRES_URL (e.g.
+postgresql://postgres@127.0.0.1:5432/postgres). Without it the PostgreSQL tests skip,
+unless TAP_OPTICO_REQUIRE_POSTGRES=1 (set by .ci/run), which makes them fail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import typing as t
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from tests import expected
+
+psycopg = pytest.importorskip("psycopg")
+
+PROJECT = Path(__file__).resolve().parents[1]
+POSTGRES_URL = os.environ.get("TAP_OPTICO_TEST_POSTGRES_URL", "")
+REQUIRE_POSTGRES = os.environ.get("TAP_OPTICO_REQUIRE_POSTGRES") == "1"
+ENVIRONMENT = "dev"  # meltano.yml's default_environment: state ids start with it
+LOOKBACK = 3
+# Far from UTC on purpose: the stored timestamps must still be UTC (meltano.yml pins the
+# target's session to UTC; without that PostgreSQL would convert to this zone).
+FOREIGN_TZ = "Pacific/Auckland"
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def meltano_executable() -> str:
+    beside = Path(sys.executable).with_name("meltano")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("meltano")
+    if not found:
+        pytest.fail("meltano is not installed in the test environment (uv sync installs it)")
+    return found
+
+
+@dataclass
+class Meltano:
+    """Runs meltano commands in the checkout against one temporary system dir."""
+
+    executable: str
+    sys_dir: Path
+
+    def env(self, extra: t.Mapping[str, str]) -> dict[str, str]:
+        # Only what a test sets reaches the plugins: no stray TAP_OPTICO_*/TARGET_*/MELTANO_*.
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TAP_OPTICO_", "TARGET_", "MELTANO_", "PG"))
+        }
+        return {
+            **base,
+            "MELTANO_SYS_DIR_ROOT": str(self.sys_dir),
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_ENVIRONMENT": ENVIRONMENT,
+            "NO_COLOR": "1",
+            **extra,
+        }
+
+    def command(self, *args: str) -> list[str]:
+        return [self.executable, "--log-level=info", *args]
+
+    def run(
+        self, *args: str, env: t.Mapping[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            self.command(*args),
+            cwd=PROJECT,
+            env=self.env(env or {}),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert result.returncode == 0, (
+            f"meltano {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
+        return result
+
+    def python(self, loader: str) -> str:
+        return str(self.sys_dir / "loaders" / loader / "venv" / "bin" / "python")
+
+
+@pytest.fixture(scope="session")
+def meltano(tmp_path_factory: pytest.TempPathFactory) -> Meltano:
+    """`meltano install` of every plugin in meltano.yml, once per session (~15 s with uv)."""
+    runner = Meltano(meltano_executable(), tmp_path_factory.mktemp("meltano-sys"))
+    runner.run("install", timeout=900)
+    return runner
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    if not POSTGRES_URL:
+        message = "TAP_OPTICO_TEST_POSTGRES_URL is not set"
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"{message} but TAP_OPTICO_REQUIRE_POSTGRES=1")
+        pytest.skip(message)
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=10) as conn:
+            conn.execute("select 1")
+    except psycopg.OperationalError as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
+    return POSTGRES_URL
+
+
+@dataclass
+class Warehouse:
+    """One test's schema in PostgreSQL, and the TARGET_POSTGRES_* settings that reach it."""
+
+    url: str
+    schema: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        parts = urlsplit(self.url)
+        return {
+            "TARGET_POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "TARGET_POSTGRES_PORT": str(parts.port or 5432),
+            "TARGET_POSTGRES_USER": unquote(parts.username or "postgres"),
+            # target-postgres insists on a password setting; empty works with trust auth.
+            "TARGET_POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "TARGET_POSTGRES_DATABASE": parts.path.lstrip("/") or "postgres",
+            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": self.schema,
+            "PGTZ": FOREIGN_TZ,
+        }
+
+    def query(self, sql: str) -> list[tuple[t.Any, ...]]:
+        with psycopg.connect(self.url) as conn:
+            return conn.execute(sql.replace("{schema}", self.schema)).fetchall()
+
+    def count(self, table: str) -> int:
+        try:
+            return int(self.query(f'select count(*) from "{{schema}}"."{table}"')[0][0])
+        except psycopg.errors.UndefinedTable:
+            return 0
+
+    def calls(self) -> dict[str, dict[str, t.Any]]:
+        """Every calls row by call_id, in the shape of tests.expected.record."""
+        columns = ["call_id", "start_date", *RECORD_FIELDS, "additional_fields"]
+        rows = self.query(f'select {", ".join(columns)} from "{{schema}}".calls')
+        out: dict[str, dict[str, t.Any]] = {}
+        for row in rows:
+            record = dict(zip(columns, row))
+            # timestamp without time zone: a naive value, UTC by the tap's contract.
+            record["start_date"] = record["start_date"].replace(tzinfo=dt.timezone.utc).isoformat()
+            if isinstance(record["revenue"], Decimal):
+                record["revenue"] = float(record["revenue"])
+            assert record["call_id"] not in out, f"duplicate call_id {record['call_id']}"
+            out[record["call_id"]] = record
+        return out
+
+    def daily(self) -> dict[str, dict[str, t.Any]]:
+        rows = self.query('select date, calls, duration, revenue from "{schema}".daily_calls')
+        out = {}
+        for day, calls, duration, revenue in rows:
+            key = day.isoformat() if isinstance(day, dt.date) else str(day)
+            assert key not in out, f"duplicate daily_calls date {key}"
+            out[key] = {"date": key, "calls": calls, "duration": duration, "revenue": revenue}
+            out[key]["revenue"] = float(revenue) if revenue is not None else None
+        return out
+
+
+RECORD_FIELDS = (
+    "caller",
+    "tracking_number",
+    "phone",
+    "trigger_type",
+    "source",
+    "url",
+    "referer",
+    "keyword",
+    "call_path",
+    "status",
+    "keypad",
+    "client_data",
+    "visit_id",
+    "duration",
+    "revenue",
+    "is_redirect",
+    "expired_redirect",
+)
+
+
+@pytest.fixture
+def warehouse(postgres_url: str) -> Iterator[Warehouse]:
+    schema = f"tap_optico_e2e_{uuid.uuid4().hex[:12]}"
+    yield Warehouse(postgres_url, schema)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'drop schema if exists "{schema}" cascade')
+
+
+def tap_env(sb: t.Any, **overrides: t.Any) -> dict[str, str]:
+    settings = {
+        "api_url": sb.url,
+        "api_key": sb.api_key,
+        "start_date": sb.store.start_day.isoformat(),
+        "end_date": sb.store.end_day.isoformat(),
+        "lookback_days": LOOKBACK,
+        **overrides,
+    }
+    return {f"TAP_OPTICO_{name.upper()}": str(value) for name, value in settings.items()}
+
+
+def truth_by_id(calls: t.Iterable[t.Mapping[str, t.Any]]) -> dict[str, dict[str, t.Any]]:
+    return {
+        expected.call_id(c): expected.record(c) | {"additional_fields": None} for c in calls
+    }
+
+
+def daily_by_date(rows: t.Iterable[t.Mapping[str, t.Any]]) -> dict[str, dict[str, t.Any]]:
+    return {r["date"]: dict(r) for r in rows}
+
+
+def local_day(utc_value: str) -> dt.date:
+    return dt.datetime.fromisoformat(utc_value).astimezone(expected.PARIS).date()
+
+
+def state_of(meltano: Meltano, state_id: str) -> dict[str, t.Any]:
+    result = meltano.run("state", "get", state_id)
+    text = result.stdout.strip()
+    return t.cast("dict[str, t.Any]", json.loads(text[text.index("{") :]))
+
+
+def calls_requests(sb: t.Any) -> list[t.Any]:
+    return [r for r in sb.requests if r.params.get("group_by_day", "") not in ("true", "1")]
+
+
+def daily_requests(sb: t.Any) -> list[t.Any]:
+    return [r for r in sb.requests if r.params.get("group_by_day", "") in ("true", "1")]
+
+
+def test_run_then_incremental_run_then_full_refresh(meltano, warehouse, make_sandbox):
+    sb = make_sandbox(calls=3000, start_date="2024-01-01", end_date="2024-03-31", seed=41)
+    suffix = warehouse.schema
+    state_id = f"{ENVIRONMENT}:tap-optico-to-target-postgres:{suffix}"
+    env = {**tap_env(sb), **warehouse.env}
+    run = ("run", "--state-id-suffix", suffix, "tap-optico", "target-postgres")
+
+    # Run 1: everything, values and UTC timestamps equal to the sandbox's truth.
+    meltano.run(*run, env=env)
+    truth_1 = truth_by_id(sb.truth_calls())
+    loaded = warehouse.calls()
+    assert len(loaded) == len(truth_1) == 3000
+    assert loaded == truth_1, "every row, every column, start_date in UTC"
+    daily_1 = daily_by_date(sb.truth_daily())
+    assert warehouse.daily() == daily_1
+    state = state_of(meltano, state_id)
+    bookmark = state["singer_state"]["bookmarks"]["calls"]["replication_key_value"]
+    assert bookmark == max(r["start_date"] for r in truth_1.values())
+
+    # Between runs: late calls inside the lookback, and changed status/duration/revenue.
+    reread_from = local_day(bookmark) - dt.timedelta(days=LOOKBACK)
+    late = sb.add_calls(25, reread_from.isoformat(), "2024-03-31")
+    changed = sb.update_calls(300)
+    recent = [c for c in changed if c["start_date"][:10] >= reread_from.isoformat()]
+    older = [c for c in changed if c["start_date"][:10] < reread_from.isoformat()]
+    assert recent, "some updates fall inside the lookback (seeded)"
+    assert older, "and some before it (seeded)"
+    sb.clear_requests()
+
+    # Run 2: incremental (the state went back to the tap), from the bookmark minus the
+    # lookback; upserts on call_id, so no duplicates and changed values in place.
+    meltano.run(*run, env=env)
+    assert {r.params["start_date"] for r in calls_requests(sb)} == {reread_from.isoformat()}
+    last_day = max(daily_1)
+    daily_from = (dt.date.fromisoformat(last_day) - dt.timedelta(days=LOOKBACK)).isoformat()
+    assert {r.params["start_date"] for r in daily_requests(sb)} == {daily_from}
+    assert len(sb.requests) <= 4, "an incremental run reads the lookback only"
+
+    truth_2 = truth_by_id(sb.truth_calls())
+    # What an incremental run can know: the current truth inside the lookback; older
+    # calls as they were at run 1 (a change older than the lookback needs a full refresh).
+    reachable = {
+        call_id: (
+            record
+            if local_day(record["start_date"]) >= reread_from
+            else truth_1.get(call_id, record)
+        )
+        for call_id, record in truth_2.items()
+    }
+    loaded = warehouse.calls()
+    assert len(loaded) == 3000 + len(late)
+    assert loaded == reachable
+    for call in recent:
+        row = loaded[expected.call_id(call)]
+        assert (row["status"], row["duration"], row["revenue"]) == (
+            call["status"],
+            call["duration"],
+            call["revenue"],
+        ), "updated in place"
+    daily_2 = daily_by_date(sb.truth_daily())
+    assert warehouse.daily() == {
+        day: row if day >= daily_from else daily_1.get(day, row) for day, row in daily_2.items()
+    }
+
+    # Run 3: --full-refresh ignores the state, re-reads everything, upserts: no duplicates,
+    # and now every change, however old, is in.
+    sb.clear_requests()
+    meltano.run("run", "--full-refresh", *run[1:], env=env)
+    assert min(r.params["start_date"] for r in sb.requests) == "2024-01-01"
+    assert warehouse.calls() == truth_2
+    assert warehouse.count("calls") == len(truth_2)
+    assert warehouse.daily() == daily_2
+
+
+def test_a_killed_run_then_a_rerun_ends_equal_to_the_truth(meltano, warehouse, make_sandbox):
+    sb = make_sandbox(
+        calls=2000, start_date="2024-01-01", end_date="2024-03-31", seed=42, latency=0.15
+    )
+    suffix = warehouse.schema
+    env = {
+        **tap_env(sb, page_size=100, max_concurrent_requests=1),
+        **warehouse.env,
+        "TARGET_POSTGRES_BATCH_SIZE_ROWS": "100",
+    }
+    run = ("run", "--state-id-suffix", suffix, "tap-optico", "target-postgres")
+    process = subprocess.Popen(
+        meltano.command(*run),
+        cwd=PROJECT,
+        env=meltano.env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: meltano, the tap and the target
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while warehouse.count("calls") < 300:
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no rows landed within 180 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    at_kill = warehouse.count("calls")
+    assert 0 < at_kill < 2000, "killed midway"
+
+    sb.clear_requests()
+    # The killed run's job row is still marked running: --force takes over its state id
+    # (Meltano would otherwise refuse until the stale job times out).
+    meltano.run("run", "--force", *run[1:], env=env)
+    assert min(r.params["start_date"] for r in calls_requests(sb)) > "2024-01-01", (
+        "the re-run resumed from the state the killed run saved"
+    )
+    assert warehouse.calls() == truth_by_id(sb.truth_calls())
+    assert warehouse.daily() == daily_by_date(sb.truth_daily())
+
+
+def test_duckdb_keeps_every_row_across_batches(meltano, make_sandbox, tmp_path):
+    """target-duckdb 0.8.0 drops each batch's first row with duckdb >= 1.3: counts must match."""
+    sb = make_sandbox(calls=2500, start_date="2024-01-01", end_date="2024-03-31", seed=43)
+    database = tmp_path / "optico.duckdb"
+    env = {
+        **tap_env(sb),
+        "TARGET_DUCKDB_PATH": str(database),
+        "TARGET_DUCKDB_DEFAULT_TARGET_SCHEMA": "optico",
+        "TARGET_DUCKDB_BATCH_SIZE_ROWS": "600",  # 2500 calls: five batches
+    }
+    meltano.run("run", "--state-id-suffix", tmp_path.name, "tap-optico", "target-duckdb", env=env)
+    script = (
+        "import duckdb, json, sys\n"
+        "c = duckdb.connect(sys.argv[1], read_only=True)\n"
+        "ids = [r[0] for r in c.sql('select call_id from optico.calls').fetchall()]\n"
+        "days = c.sql('select date, calls from optico.daily_calls').fetchall()\n"
+        "print(json.dumps({'ids': ids, 'days': [[str(d), n] for d, n in days],\n"
+        "                  'duckdb': duckdb.__version__}))\n"
+    )
+    result = subprocess.run(
+        [meltano.python("target-duckdb"), "-c", script, str(database)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    landed = json.loads(result.stdout)
+    truth = {expected.call_id(c) for c in sb.truth_calls()}
+    assert len(landed["ids"]) == len(truth) == 2500, f"duckdb {landed['duckdb']}"
+    assert set(landed["ids"]) == truth
+    assert {d: n for d, n in landed["days"]} == {r["date"]: r["calls"] for r in sb.truth_daily()}
