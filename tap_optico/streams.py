@@ -55,6 +55,12 @@ class OpticoStream(Stream):
         """One API row as a record of this stream."""
         raise NotImplementedError
 
+    def generate_child_contexts(
+        self, record: dict[str, t.Any], context: Context | None
+    ) -> Iterable[Context | None]:
+        """No child streams: skip the SDK's per-record child-context work."""
+        return ()
+
     def finish(self) -> None:
         """Report once, at the end of the sync, what could not be read."""
 
