@@ -20,6 +20,7 @@ from tap_optico.errors import (
     check_status,
     http_refusal,
 )
+from tap_optico.redact import Redactor
 from tap_optico.windows import Window
 
 if t.TYPE_CHECKING:
@@ -96,6 +97,7 @@ class DataAPI:
         self.session = session
         self.logger = logger
         self.throttle = Throttle()
+        self._mask = Redactor(api_key)
         self.requests_sent = 0
         self._count_lock = threading.Lock()
         self._base_params: dict[str, str | int] = {
@@ -156,7 +158,11 @@ class DataAPI:
             if response.status_code >= 400:
                 raise http_refusal(response.status_code, response.reason)
             raise TransientError(f"the body of HTTP {response.status_code} is not valid JSON")
-        check_envelope({"status": envelope.status, "errors": envelope.errors})
+        errors = envelope.errors
+        if errors is not None:
+            # An error message that quotes the request must not carry the key onwards.
+            errors = [self._mask(m) for m in ([errors] if isinstance(errors, str) else errors)]
+        check_envelope({"status": envelope.status, "errors": errors})
         if response.status_code >= 400:
             raise http_refusal(response.status_code, response.reason)
         return Page(
@@ -169,6 +175,7 @@ class DataAPI:
 
     def _waits(self) -> t.Generator[float, t.Any, None]:
         """Exponential waits with full jitter."""
+        yield 0.0  # consumed by backoff's priming send(None)
         attempt = 0
         while True:
             yield random.uniform(0, min(BACKOFF_CAP, BACKOFF_FACTOR * 2**attempt))  # noqa: S311

@@ -67,12 +67,12 @@ def check_status(status: int, reason: str, retry_after: str | None) -> None:
     the caller raises for them if the body says nothing useful.
     """
     if status in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.REQUEST_TIMEOUT) or status >= 500:
-        raise TransientError(f"HTTP {status} {reason}".strip(), _seconds(retry_after))
+        raise TransientError(f"HTTP {status} {reason or ''}".strip(), _seconds(retry_after))
 
 
 def http_refusal(status: int, reason: str) -> APIRefusedError:
     """A 4xx without an ERROR envelope: show the status, never the body or URL."""
-    return APIRefusedError([f"HTTP {status} {reason}".strip()])
+    return APIRefusedError([f"HTTP {status} {reason or ''}".strip()])
 
 
 def _seconds(retry_after: str | None) -> float | None:

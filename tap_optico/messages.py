@@ -5,11 +5,13 @@ PYTHONUNBUFFERED (Meltano and many schedulers set it) stdout has no buffer at al
 one system call per record. Records are only safe once a STATE message after them
 has reached the target, so writing them in blocks and flushing at every non-RECORD
 message loses nothing: a crash drops at most records that no bookmark covers yet,
-and the next run reads them again.
+and the next run reads them again. The SDK skips a STATE equal to the last one, so
+the block is also written when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import sys
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
@@ -25,12 +27,18 @@ class BufferedWriter(MsgSpecWriter):
         """Start with an empty block."""
         super().__init__()
         self._block = bytearray()
+        atexit.register(self.flush)
 
     def write_message(self, message: Message) -> None:
         """Add one message to the block; write the block out when full or not a record."""
         block = self._block
         block += self.format_message(message)
         if message.type != SingerMessageType.RECORD or len(block) >= BLOCK_BYTES:
-            sys.stdout.buffer.write(block)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write out the block."""
+        if self._block:
+            sys.stdout.buffer.write(self._block)
             sys.stdout.flush()
-            block.clear()
+            self._block.clear()
