@@ -91,13 +91,15 @@ class OpticoStream(Stream):
             self.logger,
             group_by_day=self.group_by_day,
         )
-        with (
-            session,
-            PageWalker(api.fetch, windows, settings.page_size, settings.concurrency) as walker,
-        ):
+        # In BATCH mode records reach the target only with their batch file, after
+        # the SDK's own STATE: a STATE per window could overtake them.
+        commit_per_window = self.get_batch_config(self.config) is None
+        walker = PageWalker(api.fetch, windows, settings.page_size, settings.concurrency)
+        with session, walker:
             for window in windows:
                 yield from self._window_records(walker, window)
-                bookmarks.commit_window(self)
+                if commit_per_window:
+                    bookmarks.commit_window(self)
         self.finish()
 
     def _window_records(self, walker: PageWalker, window: Window) -> Iterator[dict[str, t.Any]]:

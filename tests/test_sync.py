@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from collections import Counter
+from urllib.parse import urlparse
 
 import pytest
 
@@ -148,3 +151,29 @@ def test_filters_are_passed_to_the_api(make_sandbox):
     truth = sb.truth_calls(tracking_phone=number)
     assert {r["call_id"] for r in run.records("calls")} == {expected.call_id(c) for c in truth}
     assert {r.params.get("tracking_phone") for r in sb.requests} == {number}
+
+
+def test_batch_mode_writes_every_call_to_batch_files(make_sandbox, tmp_path):
+    sb = make_sandbox(calls=700, seed=12)
+    batch_config = {
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "storage": {"root": f"file://{tmp_path}", "prefix": "optico-"},
+    }
+    run = run_tap(config_for(sb, page_size=100, batch_config=batch_config), streams=["calls"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    batches = [m for m in run.messages if m["type"] == "BATCH"]
+    assert batches
+    assert run.records() == [], "records travel in the batch files"
+    ids = set()
+    for message in batches:
+        for url in message["manifest"]:
+            with gzip.open(urlparse(url).path, "rt") as handle:
+                ids |= {json.loads(line)["call_id"] for line in handle}
+    assert ids == {expected.call_id(c) for c in sb.truth_calls()}
+    last = max(i for i, m in enumerate(run.messages) if m["type"] == "BATCH")
+    states_before_last_batch = [m for m in run.messages[:last] if m["type"] == "STATE"]
+    assert all(
+        "replication_key_value" not in s["value"]["bookmarks"].get("calls", {})
+        for s in states_before_last_batch
+    ), "no bookmark overtakes the batch files"
+    assert run.bookmark() == max(expected.record(c)["start_date"] for c in sb.truth_calls())
