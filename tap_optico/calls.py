@@ -16,6 +16,8 @@ import re
 import typing as t
 import zoneinfo
 
+import msgspec
+
 # Output name -> JSON type, in the order the API documents them.
 STRING_FIELDS = (
     "caller",
@@ -124,10 +126,10 @@ class Coercer:
         self.bad(field, value)
         return None
 
-    def number(self, field: str, value: t.Any) -> float | int | None:
+    def number(self, field: str, value: t.Any) -> float | None:
         """Numbers and their strings, French decimal comma included ("12,50"); "" is null."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
+            return float(value)
         if value is None or value == "":
             return None
         try:
@@ -212,8 +214,42 @@ def call_id(wall_clock: str, caller: str | None, tracking: str | None, phone: st
     return hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
 
 
+def _page_decoder(naming: t.Literal["camel"] | None) -> msgspec.json.Decoder[list[t.Any]]:
+    """A decoder for pages whose every call uses one spelling and only known fields.
+
+    msgspec's lax mode reads PHP-style strings ("95", "12.50", "1") as the schema's
+    types in C. Anything else (an unknown field, "" for a number, a mixed spelling)
+    fails the whole page, which then takes the per-field path: nothing is dropped.
+    """
+    fields = [
+        ("start_date", str | None, None),
+        *((name, str | None, None) for name in STRING_FIELDS),
+        *((name, int | None, None) for name in INTEGER_FIELDS),
+        *((name, float | None, None) for name in NUMBER_FIELDS),
+        *((name, bool | None, None) for name in BOOLEAN_FIELDS),
+    ]
+    call = msgspec.defstruct(
+        f"Call{naming or ''}", fields, rename=naming, forbid_unknown_fields=True
+    )
+    return msgspec.json.Decoder(list[call], strict=False)  # type: ignore[valid-type]
+
+
+_CAMEL_PAGE = _page_decoder("camel")
+_SNAKE_PAGE = _page_decoder(None)
+_ANY_PAGE = msgspec.json.Decoder(list[dict[str, t.Any]] | dict[str, dict[str, t.Any]])
+
+
+_SNIFF_BYTES = 4096
+
+
+def rows(results: bytes | msgspec.Raw) -> list[dict[str, t.Any]]:
+    """The rows of a page as plain objects; PHP may encode a list with gaps as an object."""
+    decoded = _ANY_PAGE.decode(results)
+    return list(decoded.values()) if isinstance(decoded, dict) else decoded
+
+
 class CallRecords:
-    """Normalises one call of the API into a `calls` record."""
+    """Normalises the calls of the API into `calls` records."""
 
     def __init__(self, zone: zoneinfo.ZoneInfo, logger: logging.Logger) -> None:
         """Set up the coercions for one sync."""
@@ -232,6 +268,39 @@ class CallRecords:
         for alias, name in ALIASES.items():
             if name in self._fields:
                 self._fields[alias] = self._fields[name]
+
+    def page(self, results: bytes | msgspec.Raw) -> list[dict[str, t.Any]]:
+        """The records of one page of results (its raw JSON array)."""
+        # The first call's keys tell the spelling; a wrong guess only costs the slow path.
+        head = memoryview(results)[:_SNIFF_BYTES].tobytes()
+        decoder = _CAMEL_PAGE if b'"startDate"' in head else _SNAKE_PAGE
+        try:
+            calls = decoder.decode(results)
+        except msgspec.ValidationError:
+            return [self.record(row) for row in rows(results)]
+        records = []
+        for call in calls:
+            record = msgspec.structs.asdict(call)
+            record[EXTRA_FIELD] = None
+            self._identify(record, record["start_date"])
+            records.append(record)
+        return records
+
+    def _identify(self, record: dict[str, t.Any], raw_start: t.Any) -> None:
+        """Set the record's UTC start_date and its call_id from the API's local start."""
+        wall_clock = ""
+        record["start_date"] = None
+        if raw_start.__class__ is str and raw_start:
+            try:
+                record["start_date"], wall_clock = self.times.read(raw_start)
+            except ValueError:
+                self.coerce.bad("start_date", raw_start)
+                wall_clock = raw_start
+        elif raw_start is not None:
+            self.coerce.bad("start_date", raw_start)
+        record["call_id"] = call_id(
+            wall_clock, record["caller"], record["tracking_number"], record["phone"]
+        )
 
     def record(self, call: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
         """The `calls` record of one API call: every schema field present, nulls included."""
@@ -253,18 +322,7 @@ class CallRecords:
                 if extra is None:
                     extra = {}
                 extra[key] = value
-        wall_clock = ""
-        if raw_start.__class__ is str and raw_start:
-            try:
-                record["start_date"], wall_clock = self.times.read(raw_start)
-            except ValueError:
-                self.coerce.bad("start_date", raw_start)
-                wall_clock = raw_start
-        elif raw_start is not None:
-            self.coerce.bad("start_date", raw_start)
-        record["call_id"] = call_id(
-            wall_clock, record["caller"], record["tracking_number"], record["phone"]
-        )
+        self._identify(record, raw_start)
         if extra is not None:
             self.coerce.unknown(extra)
             record[EXTRA_FIELD] = extra

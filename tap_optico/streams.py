@@ -6,7 +6,6 @@ import functools
 import time
 import typing as t
 
-import msgspec
 import requests
 from requests.adapters import HTTPAdapter
 from singer_sdk import Stream
@@ -14,7 +13,7 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_optico import __version__, bookmarks, calls
-from tap_optico.calls import CallRecords, Coercer
+from tap_optico.calls import CallRecords, Coercer, rows
 from tap_optico.client import DataAPI
 from tap_optico.pagination import PageWalker
 from tap_optico.settings import Settings
@@ -26,14 +25,6 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_optico.client import Page
-
-_RESULTS = msgspec.json.Decoder(list[dict[str, t.Any]] | dict[str, dict[str, t.Any]])
-
-
-def rows(page: Page) -> list[dict[str, t.Any]]:
-    """The results of a page; PHP may encode a list with gaps as an object of rows."""
-    decoded = _RESULTS.decode(page.results)
-    return list(decoded.values()) if isinstance(decoded, dict) else decoded
 
 
 class OpticoStream(Stream):
@@ -51,8 +42,8 @@ class OpticoStream(Stream):
         """The validated settings (the tap has checked them already)."""
         return Settings.from_config(self.config)
 
-    def make_record(self, row: dict[str, t.Any]) -> dict[str, t.Any]:
-        """One API row as a record of this stream."""
+    def page_records(self, page: Page) -> list[dict[str, t.Any]]:
+        """The records of one page of this stream."""
         raise NotImplementedError
 
     def generate_child_contexts(
@@ -105,7 +96,6 @@ class OpticoStream(Stream):
     def _window_records(self, walker: PageWalker, window: Window) -> Iterator[dict[str, t.Any]]:
         """A window's records; re-read once if their count differs from total_results."""
         started = time.monotonic()
-        make_record = self.make_record
         for attempt in (1, 2):
             received = pages = 0
             total: int | None = None
@@ -113,10 +103,9 @@ class OpticoStream(Stream):
                 if total is None:
                     total = page.total
                 pages += 1
-                page_rows = rows(page)
-                received += len(page_rows)
-                for row in page_rows:
-                    yield make_record(row)
+                records = self.page_records(page)
+                received += len(records)
+                yield from records
             if total is None or received == total:
                 break
             if attempt == 1:
@@ -226,9 +215,9 @@ class CallsStream(OpticoStream):
     def _calls(self) -> CallRecords:
         return CallRecords(self.settings.zone, self.logger)
 
-    def make_record(self, row: dict[str, t.Any]) -> dict[str, t.Any]:
+    def page_records(self, page: Page) -> list[dict[str, t.Any]]:
         """See calls.CallRecords."""
-        return self._calls.record(row)
+        return self._calls.page(page.results)
 
     def finish(self) -> None:
         """Count the values that were emitted as null."""
@@ -255,16 +244,21 @@ class DailyCallsStream(OpticoStream):
     def _coerce(self) -> Coercer:
         return Coercer(self.name, self.logger)
 
-    def make_record(self, row: dict[str, t.Any]) -> dict[str, t.Any]:
-        """Coerce a day's totals; the date is kept as the API's YYYY-MM-DD."""
+    def page_records(self, page: Page) -> list[dict[str, t.Any]]:
+        """Coerce each day's totals; the date is kept as the API's YYYY-MM-DD."""
         coerce = self._coerce
-        day = coerce.string("date", row.get("date"))
-        return {
-            "date": day[:10] if day else None,
-            "calls": coerce.integer("calls", row.get("calls")),
-            "duration": coerce.integer("duration", row.get("duration")),
-            "revenue": coerce.number("revenue", row.get("revenue")),
-        }
+        records = []
+        for row in rows(page.results):
+            day = coerce.string("date", row.get("date"))
+            records.append(
+                {
+                    "date": day[:10] if day else None,
+                    "calls": coerce.integer("calls", row.get("calls")),
+                    "duration": coerce.integer("duration", row.get("duration")),
+                    "revenue": coerce.number("revenue", row.get("revenue")),
+                }
+            )
+        return records
 
     def finish(self) -> None:
         """Count the values that were emitted as null."""

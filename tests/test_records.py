@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import zoneinfo
 
@@ -135,3 +136,20 @@ def test_call_id_is_stable_and_ignores_what_changes_after_the_call():
 def test_local_times_are_read_in_the_zone(local, utc):
     calls = CallRecords(PARIS, logging.getLogger("test"))
     assert calls.record({"start_date": local})["start_date"] == utc
+
+
+def test_a_page_the_fast_decoder_refuses_is_read_field_by_field():
+    calls = CallRecords(PARIS, logging.getLogger("test"))
+    good = {
+        "startDate": "2024-05-01 10:00:00",
+        "caller": "0600000001",
+        "duration": "95",
+        "revenue": "1.50",
+    }
+    odd = {**good, "caller": "0600000002", "duration": "", "tracking number": "0970000001"}
+    fast = calls.page(json.dumps([good]).encode())
+    slow = calls.page(json.dumps({"0": good, "2": odd}).encode())  # PHP's object of rows
+    assert slow[0] == fast[0]
+    assert slow[1]["duration"] is None
+    assert slow[1]["tracking_number"] == "0970000001", "A's spelling with a space"
+    assert slow[1]["additional_fields"] is None
