@@ -256,7 +256,7 @@ def daily_requests(sb: t.Any) -> list[t.Any]:
     return [r for r in sb.requests if r.params.get("group_by_day", "") in ("true", "1")]
 
 
-def test_run_then_incremental_run_then_full_refresh(meltano, warehouse, make_sandbox):
+def test_run_then_incremental_run_then_full_refresh(postgres_url, warehouse, meltano, make_sandbox):
     sb = make_sandbox(calls=3000, start_date="2024-01-01", end_date="2024-03-31", seed=41)
     suffix = warehouse.schema
     state_id = f"{ENVIRONMENT}:tap-optico-to-target-postgres:{suffix}"
@@ -330,7 +330,9 @@ def test_run_then_incremental_run_then_full_refresh(meltano, warehouse, make_san
     assert warehouse.daily() == daily_2
 
 
-def test_a_killed_run_then_a_rerun_ends_equal_to_the_truth(meltano, warehouse, make_sandbox):
+def test_a_killed_run_then_a_rerun_ends_equal_to_the_truth(
+    postgres_url, warehouse, meltano, make_sandbox
+):
     sb = make_sandbox(
         calls=2000, start_date="2024-01-01", end_date="2024-03-31", seed=42, latency=0.15
     )
@@ -384,7 +386,8 @@ def test_a_killed_run_then_a_rerun_ends_equal_to_the_truth(meltano, warehouse, m
 
 
 def test_duckdb_keeps_every_row_across_batches(meltano, make_sandbox, tmp_path):
-    """target-duckdb 0.8.0 drops each batch's first row with duckdb >= 1.3: counts must match."""
+    """Every row lands, batch after batch (target-duckdb 0.8.0 with duckdb >= 1.3 is known
+    to drop each batch's first row; meltano.yml pins duckdb 1.2.2)."""
     sb = make_sandbox(calls=2500, start_date="2024-01-01", end_date="2024-03-31", seed=43)
     database = tmp_path / "warehouse.duckdb"
     env = {
