@@ -46,7 +46,7 @@ def test_a_window_short_of_total_results_is_read_again_then_warned(caplog, capsy
     )
     with requests_mock.Mocker() as mock, caplog.at_level(logging.INFO):
         mock.get(URL, json=short)
-        records = list(tap.streams["calls"].get_records(None))
+        records = [r for r in tap.streams["calls"].get_records(None) if isinstance(r, dict)]
     assert mock.call_count == 2, "read once more, not forever"
     assert len(records) == 4, "both reads are emitted; targets upsert on call_id"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -70,6 +70,6 @@ def test_a_window_that_matches_total_results_is_read_once(caplog):
     )
     with requests_mock.Mocker() as mock:
         mock.get(URL, json=full)
-        records = list(tap.streams["calls"].get_records(None))
+        records = [r for r in tap.streams["calls"].get_records(None) if isinstance(r, dict)]
     assert mock.call_count == 1
     assert [r["caller"] for r in records] == ["0600000001", "0600000002"]
