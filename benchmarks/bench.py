@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,15 @@ LATENCY_RANGE = ("2024-01-01", "2025-11-30")
 LATENCY_CALLS = 25_000
 LATENCY_SECONDS = 0.3
 RSS_CALLS = (100_000, 1_000_000)
+# The same calls per day at both volumes (the range grows with them), so that pages
+# are equally full and only the volume differs: 20,000 calls a week, 4 pages a window.
+RSS_CALLS_PER_DAY = 20_000 / 7
+
+
+def rss_range(calls: int) -> tuple[str, str]:
+    first = dt.date.fromisoformat(CPU_RANGE[0])
+    days = math.ceil(calls / RSS_CALLS_PER_DAY)
+    return first.isoformat(), (first + dt.timedelta(days=days - 1)).isoformat()
 
 
 # --------------------------------------------------------------------------- sandbox
@@ -118,6 +128,7 @@ class Server:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=child_env(),
         )
         assert self.proc.stdout is not None
         hello = json.loads(self.proc.stdout.readline())
@@ -264,10 +275,40 @@ class Series:
 PYCACHE = Path(tempfile.gettempdir()) / "optico-bench-pycache"
 
 
+# The tap's code under test: a snapshot taken when the benchmark starts (see snapshot()),
+# first on the children's import path, so edits made meanwhile do not reach them.
+SNAPSHOT: list[Path] = []
+
+
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    if SNAPSHOT:
+        env["PYTHONPATH"] = os.pathsep.join([str(SNAPSHOT[0]), env.get("PYTHONPATH", "")])
     return env | (extra or {})
+
+
+def snapshot(workdir: Path, *, worktree: bool) -> str:
+    """Copy tap_optico from HEAD (or the working tree) and describe what was copied."""
+    root = HERE.parent.parent
+    target = workdir / "snapshot"
+    target.mkdir()
+    if worktree:
+        shutil.copytree(
+            root / "tap_optico",
+            target / "tap_optico",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    else:
+        archive = subprocess.run(
+            ["git", "archive", "HEAD", "tap_optico"], cwd=root, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    SNAPSHOT[:] = [target]
+    commit = subprocess.run(
+        ["git", "log", "-1", "--format=%h %s"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+    return f"{'working tree' if worktree else 'HEAD'} ({commit})"
 
 
 # GNU time measures the peak RSS of the command alone: wait4() from here would also
@@ -326,6 +367,7 @@ class Tap:
                 [self.executable, "--config", str(path), "--discover"],
                 check=True,
                 capture_output=True,
+                env=child_env(),
             )
             catalog = json.loads(found.stdout)
             for stream in catalog["streams"]:
@@ -437,6 +479,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also time `meltano run tap-optico target-postgres` (PostgreSQL on 127.0.0.1)",
     )
     parser.add_argument("--no-rss", action="store_true", help="skip the peak RSS runs")
+    parser.add_argument(
+        "--worktree",
+        action="store_true",
+        help="measure the working tree's tap_optico, not HEAD's (a snapshot either way)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--reference", choices=("stdlib", "msgspec"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -477,6 +524,8 @@ def benchmark(args: argparse.Namespace) -> int:
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="optico-bench-")))
+        measured = snapshot(workdir, worktree=args.worktree)
+        progress(f"tap_optico under test: {measured}")
         tap = Tap(workdir)
         progress(f"sandbox: {calls:,} calls {CPU_RANGE[0]}..{CPU_RANGE[1]}")
         cpu = stack.enter_context(Server(calls, *CPU_RANGE))
@@ -621,17 +670,18 @@ def benchmark(args: argparse.Namespace) -> int:
             rss: dict[int, Run] = {}
             for volume in RSS_CALLS:
                 progress(f"peak RSS: the tap over {volume:,} calls (uncached sandbox)")
-                with Server(volume, *CPU_RANGE, cache=False) as server:
-                    cfg = tap.config(f"rss{volume}", server, *CPU_RANGE)
+                span = rss_range(volume)
+                with Server(volume, *span, cache=False) as server:
+                    cfg = tap.config(f"rss{volume}", server, *span)
                     rss[volume] = counted(server, tap.cmd(cfg))
-                bound = math.ceil(volume / page_size) + len(cpu_windows)
+                bound = math.ceil(volume / page_size) + len(windows_of(*span, days))
                 over.append((rss[volume].requests or 0) - bound)
                 rows.append(
                     Row(
                         f"peak RSS of the tap, {volume:,} calls",
                         f"{rss[volume].rss_mib:.1f} MiB",
-                        f"1 run, {rss[volume].wall:.1f} s; {rss[volume].requests} requests "
-                        f"(bound {bound})",
+                        f"1 run, {rss[volume].wall:.1f} s; {span[0]}..{span[1]}; "
+                        f"{rss[volume].requests} requests (bound {bound})",
                     )
                 )
             low, high = (rss[v].rss_mib for v in RSS_CALLS)
@@ -663,6 +713,7 @@ def benchmark(args: argparse.Namespace) -> int:
 
     lines = [
         f"command: {shown(args)}",
+        f"tap_optico measured: {measured}",
         f"machine: {platform.machine()}, {os.cpu_count()} CPU(s), Python "
         f"{platform.python_version()}, {platform.platform()}; load average "
         f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after",
@@ -691,6 +742,7 @@ def shown(args: argparse.Namespace) -> str:
     words += [f"--calls {args.calls}"] if args.calls else []
     words += ["--meltano"] if args.meltano else []
     words += ["--no-rss"] if args.no_rss else []
+    words += ["--worktree"] if args.worktree else []
     return " ".join(words)
 
 
@@ -740,6 +792,8 @@ class Meltano:
             TARGET_POSTGRES_PORT=os.environ.get("TARGET_POSTGRES_PORT", "5432"),
             TARGET_POSTGRES_USER=os.environ.get("TARGET_POSTGRES_USER", "postgres"),
             TARGET_POSTGRES_DATABASE=os.environ.get("TARGET_POSTGRES_DATABASE", "postgres"),
+            # target-postgres insists on a password, even for a trust login.
+            TARGET_POSTGRES_PASSWORD=os.environ.get("TARGET_POSTGRES_PASSWORD", "postgres"),
             TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=SCHEMA,
             MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
         )
@@ -770,7 +824,7 @@ class Meltano:
             host=env["TARGET_POSTGRES_HOST"],
             port=int(env["TARGET_POSTGRES_PORT"]),
             user=env["TARGET_POSTGRES_USER"],
-            password=os.environ.get("TARGET_POSTGRES_PASSWORD"),
+            password=env["TARGET_POSTGRES_PASSWORD"],
             dbname=env["TARGET_POSTGRES_DATABASE"],
             autocommit=True,
         ) as conn:
