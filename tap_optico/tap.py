@@ -29,14 +29,17 @@ class TapOptico(Tap):
         Raises:
             ConfigValidationError: a setting is invalid (the key is never quoted).
         """
+        invalid: ConfigValidationError | None = None
         try:
             super().__init__(*args, validate_config=validate_config, **kwargs)
         except ConfigValidationError as exc:
+            invalid = exc
+        if invalid is not None:
             # jsonschema quotes the offending value: mask the key if it is the culprit.
-            secret = getattr(self, "_config", {}).get("api_key")
-            clean = redact.Redactor(str(secret)) if secret else (lambda text: text)
-            errors = [clean(error) for error in exc.errors]
-            raise ConfigValidationError(clean(str(exc)), errors=errors) from None
+            # Raised outside the except block, so no exception chain keeps the original.
+            clean = redact.Redactor(str(self.config.get("api_key") or ""))
+            errors = [clean(error) for error in invalid.errors]
+            raise ConfigValidationError(clean(str(invalid)), errors=errors)
         if self.config.get("api_key"):
             redact.install(str(self.config["api_key"]))
         if validate_config:
