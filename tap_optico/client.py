@@ -98,8 +98,6 @@ class DataAPI:
         self.logger = logger
         self.throttle = Throttle()
         self._mask = Redactor(api_key)
-        self.requests_sent = 0
-        self._count_lock = threading.Lock()
         self._base_params: dict[str, str | int] = {
             "api_key": api_key,
             "type": "calls",
@@ -131,8 +129,6 @@ class DataAPI:
     def _fetch_once(self, window: Window, page: int) -> Page:
         """Send one request and judge its answer; no retry here."""
         self.throttle.wait()
-        with self._count_lock:
-            self.requests_sent += 1
         failure: TransientError | None = None
         try:
             response = self.session.get(

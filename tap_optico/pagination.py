@@ -57,7 +57,6 @@ class PageWalker:
         self._tail: dict[int, Future[Page]] = {}
         self._tail_plan: deque[int] = deque()
         self._window: Window | None = None
-        self.pages_fetched = 0
 
     def __enter__(self) -> PageWalker:
         """Start the walk."""
@@ -120,7 +119,6 @@ class PageWalker:
 
     def _take(self, future: Future[Page]) -> Page:
         page = future.result()
-        self.pages_fetched += 1
         if last_page(page.total, self._page_size) is None and page.next_page is not None:
             results = bytes(page.results).strip()
             if results in (b"", b"[]"):
