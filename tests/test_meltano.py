@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from tap_optico.calls import BOOLEAN_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
 from tests import expected
 
 psycopg = pytest.importorskip("psycopg")
@@ -189,25 +190,7 @@ class Warehouse:
         return out
 
 
-RECORD_FIELDS = (
-    "caller",
-    "tracking_number",
-    "phone",
-    "trigger_type",
-    "source",
-    "url",
-    "referer",
-    "keyword",
-    "call_path",
-    "status",
-    "keypad",
-    "client_data",
-    "visit_id",
-    "duration",
-    "revenue",
-    "is_redirect",
-    "expired_redirect",
-)
+RECORD_FIELDS = (*STRING_FIELDS, *INTEGER_FIELDS, *NUMBER_FIELDS, *BOOLEAN_FIELDS)
 
 
 @pytest.fixture

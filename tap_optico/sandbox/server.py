@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tap_optico.sandbox.data import FILTER_NAMES, PHONES, TRACKING, CallStore, parse_day
@@ -34,17 +34,7 @@ FaultKind = Literal[
     "latency",
     "stuck",
 ]
-FAULT_KINDS: tuple[str, ...] = (
-    "http500",
-    "http502",
-    "http503",
-    "http429",
-    "reset",
-    "truncated",
-    "cannot_handle",
-    "latency",
-    "stuck",
-)
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 PATH = "/data-api"
 MASK = "***"
 
