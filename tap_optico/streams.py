@@ -25,6 +25,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_optico.client import Page
+    from tap_optico.tap import TapOptico
 
 
 class OpticoStream(Stream):
@@ -37,10 +38,15 @@ class OpticoStream(Stream):
     is_sorted = False
     group_by_day = False
 
-    @functools.cached_property
+    def __init__(self, tap: TapOptico) -> None:
+        """A stream of this tap; its settings are the tap's, read when a sync needs them."""
+        super().__init__(tap)
+        self._optico = tap
+
+    @property
     def settings(self) -> Settings:
-        """The validated settings (the tap has checked them already)."""
-        return Settings.from_config(self.config)
+        """The tap's validated settings."""
+        return self._optico.settings
 
     def page_records(self, page: Page) -> list[dict[str, t.Any]]:
         """The records of one page of this stream."""
@@ -52,8 +58,14 @@ class OpticoStream(Stream):
         """No child streams: skip the SDK's per-record child-context work."""
         return ()
 
+    @property
+    def coerce(self) -> Coercer:
+        """The coercions of this stream's values; they count what they could not read."""
+        raise NotImplementedError
+
     def finish(self) -> None:
-        """Report once, at the end of the sync, what could not be read."""
+        """Report once, at the end of the sync, the values emitted as null."""
+        self.coerce.summary()
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """Walk the windows from the bookmark (minus the lookback) to end_date."""
@@ -215,13 +227,14 @@ class CallsStream(OpticoStream):
     def _calls(self) -> CallRecords:
         return CallRecords(self.settings.zone, self.logger)
 
+    @property
+    def coerce(self) -> Coercer:
+        """The coercions inside CallRecords."""
+        return self._calls.coerce
+
     def page_records(self, page: Page) -> list[dict[str, t.Any]]:
         """See calls.CallRecords."""
         return self._calls.page(page.results)
-
-    def finish(self) -> None:
-        """Count the values that were emitted as null."""
-        self._calls.coerce.summary()
 
 
 class DailyCallsStream(OpticoStream):
@@ -241,12 +254,13 @@ class DailyCallsStream(OpticoStream):
     ).to_dict()
 
     @functools.cached_property
-    def _coerce(self) -> Coercer:
+    def coerce(self) -> Coercer:
+        """Coercions of the day totals."""
         return Coercer(self.name, self.logger)
 
     def page_records(self, page: Page) -> list[dict[str, t.Any]]:
         """Coerce each day's totals; the date is kept as the API's YYYY-MM-DD."""
-        coerce = self._coerce
+        coerce = self.coerce
         records = []
         for row in rows(page.results):
             day = coerce.string("date", row.get("date"))
@@ -259,7 +273,3 @@ class DailyCallsStream(OpticoStream):
                 }
             )
         return records
-
-    def finish(self) -> None:
-        """Count the values that were emitted as null."""
-        self._coerce.summary()

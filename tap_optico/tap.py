@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import typing as t
 
@@ -44,9 +45,14 @@ class TapOptico(Tap):
             redact.install(str(self.config["api_key"]))
         if validate_config:
             try:
-                Settings.from_config(self.config)
+                _ = self.settings
             except SettingsError as exc:
                 raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        """The settings, read once: both streams sync the same days, even across midnight."""
+        return Settings.from_config(self.config)
 
     def discover_streams(self) -> list[Stream]:
         """The two streams of the Data API."""
