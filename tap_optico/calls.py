@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import re
 import typing as t
 import zoneinfo
@@ -57,6 +58,15 @@ _FALSE = frozenset({"0", "false", "no", "non", "off", ""})
 _UTC = dt.timezone.utc
 # The API's documented form; minutes and seconds are the same in UTC for whole-hour offsets.
 _LOCAL = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:[0-5]\d:[0-5]\d")
+
+
+def _finite(value: t.Any) -> float | None:
+    """A finite number read from a number or its text, decimal comma included; else None."""
+    try:
+        number = float(value.replace(",", ".")) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 class Coercer:
@@ -117,11 +127,8 @@ class Coercer:
             return value
         if value is None or value == "":
             return None
-        try:
-            number = float(value.replace(",", ".")) if isinstance(value, str) else float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if number.is_integer():
+        number = _finite(value)
+        if number is not None and number.is_integer():
             return int(number)
         self.bad(field, value)
         return None
@@ -132,14 +139,9 @@ class Coercer:
             return float(value)
         if value is None or value == "":
             return None
-        try:
-            number = float(value.replace(",", ".")) if isinstance(value, str) else float(value)
-        except (TypeError, ValueError):
+        number = _finite(value)
+        if number is None:
             self.bad(field, value)
-            return None
-        if number != number or number in (float("inf"), float("-inf")):
-            self.bad(field, value)
-            return None
         return number
 
     def boolean(self, field: str, value: t.Any) -> bool | None:
