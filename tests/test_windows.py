@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import typing as t
 
 import pytest
 import requests_mock
@@ -32,22 +33,29 @@ def call(n: int) -> dict[str, object]:
     return {"startDate": f"2024-01-01 10:{n:02d}:00", "caller": f"06000000{n:02d}", "duration": 1}
 
 
-@pytest.mark.parametrize("concurrency", [1, 3])
-def test_a_window_short_of_total_results_is_read_again_then_warned(caplog, capsys, concurrency):
-    short = {"status": "OK", "totalResults": 3, "results": [call(1), call(2)]}
+def sync_one_day(body: dict[str, object], **config: object) -> tuple[list[dict[str, t.Any]], int]:
+    """The calls records of 2024-01-01 from an API answering `body`, and the requests sent."""
     tap = TapOptico(
         config={
             "api_key": "secret-key",
             "api_url": URL,
             "start_date": "2024-01-01",
             "end_date": "2024-01-01",
-            "max_concurrent_requests": concurrency,
-        },
+            **config,
+        }
     )
-    with requests_mock.Mocker() as mock, caplog.at_level(logging.INFO):
-        mock.get(URL, json=short)
+    with requests_mock.Mocker() as mock:
+        mock.get(URL, json=body)
         records = [r for r in tap.streams["calls"].get_records(None) if isinstance(r, dict)]
-    assert mock.call_count == 2, "read once more, not forever"
+    return records, mock.call_count
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_window_short_of_total_results_is_read_again_then_warned(caplog, capsys, concurrency):
+    short = {"status": "OK", "totalResults": 3, "results": [call(1), call(2)]}
+    with caplog.at_level(logging.INFO):
+        records, requests = sync_one_day(short, max_concurrent_requests=concurrency)
+    assert requests == 2, "read once more, not forever"
     assert len(records) == 4, "both reads are emitted; targets upsert on call_id"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("received 2 rows but the API announced 3; re-reading" in w for w in warnings)
@@ -58,18 +66,8 @@ def test_a_window_short_of_total_results_is_read_again_then_warned(caplog, capsy
     assert states, "the window still completes and the bookmark moves on"
 
 
-def test_a_window_that_matches_total_results_is_read_once(caplog):
+def test_a_window_that_matches_total_results_is_read_once():
     full = {"status": "OK", "totalResults": 2, "results": [call(1), call(2)]}
-    tap = TapOptico(
-        config={
-            "api_key": "secret-key",
-            "api_url": URL,
-            "start_date": "2024-01-01",
-            "end_date": "2024-01-01",
-        }
-    )
-    with requests_mock.Mocker() as mock:
-        mock.get(URL, json=full)
-        records = [r for r in tap.streams["calls"].get_records(None) if isinstance(r, dict)]
-    assert mock.call_count == 1
+    records, requests = sync_one_day(full)
+    assert requests == 1
     assert [r["caller"] for r in records] == ["0600000001", "0600000002"]
