@@ -67,8 +67,8 @@ def serve(spec: dict[str, t.Any]) -> None:
     """
     import urllib.parse
 
-    from tap_optico.sandbox import RequestRecord, Sandbox
-    from tap_optico.sandbox.server import PATH, _Reply, mask_params
+    from optico_sandbox import RequestRecord, Sandbox
+    from optico_sandbox.server import PATH, _Reply, mask_params
 
     cache_pages = bool(spec.pop("cache"))
 

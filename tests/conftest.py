@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tap_optico.sandbox import Sandbox
+from optico_sandbox import Sandbox
 
 
 @pytest.fixture

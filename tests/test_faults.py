@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import pytest
 import requests
 
+from optico_sandbox import Sandbox
 from tap_optico import client
 from tap_optico.calls import call_id
 from tap_optico.client import DataAPI
@@ -39,13 +40,12 @@ from tap_optico.errors import (
     TransientError,
     check_envelope,
 )
-from tap_optico.sandbox import Sandbox
 from tap_optico.settings import Settings
 from tap_optico.windows import Window
 from tests.tap_run import TapRun, catalog_for, config_for, run_tap
 
 if t.TYPE_CHECKING:
-    from tap_optico.sandbox.server import RequestRecord
+    from optico_sandbox.server import RequestRecord
 
 KEY = "d4t4_5f4dcc3b5aa765d61d8327deb882cf99"
 TRACEBACK = "Traceback (most recent call last)"

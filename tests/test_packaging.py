@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,16 @@ def test_installed_distribution_runs_about(kind: str, dist_dir: Path, tmp_path: 
     assert about["name"] == "tap-optico"
     settings = about["settings"]
     assert "api_key" in settings["properties"]
+
+
+def test_wheel_holds_only_the_tap(dist_dir: Path) -> None:
+    """The sandbox is its own distribution: no module of it ships in the tap's wheel."""
+    wheel = _single(dist_dir, "tap_optico-*-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packages = {name.split("/")[0] for name in archive.namelist()}
+        entry_points = archive.read(
+            next(n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt"))
+        ).decode()
+    assert packages == {"tap_optico", wheel.name.split("-py3")[0] + ".dist-info"}
+    assert "optico-sandbox" not in entry_points
+    assert not any("sandbox" in name for name in packages)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tap_optico.sandbox import FAULT_KINDS, Sandbox
+from optico_sandbox import FAULT_KINDS, Sandbox
 
 KEY = "sandbox-key"
 RANGE = {"start_date": "2024-01-01", "end_date": "2024-03-31"}
@@ -567,7 +567,7 @@ def test_server_is_silent_and_verbose_mode_masks_the_key(
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_cli_serves_until_interrupted(signum: signal.Signals) -> None:
     exe = shutil.which("optico-sandbox", path=os.path.dirname(sys.executable))
-    command = [exe] if exe else [sys.executable, "-m", "tap_optico.sandbox.cli"]
+    command = [exe] if exe else [sys.executable, "-m", "optico_sandbox.cli"]
     proc = subprocess.Popen(
         [*command, "--port", "0", "--calls", "200", "--api-key", "cli-key", "--naming", "snake"],
         stdout=subprocess.PIPE,

@@ -6,7 +6,7 @@ import atexit
 
 from singer_sdk.testing import get_tap_test_class
 
-from tap_optico.sandbox import Sandbox
+from optico_sandbox import Sandbox
 from tap_optico.tap import TapOptico
 
 # The factory needs the config when the module is collected, so the sandbox starts here.

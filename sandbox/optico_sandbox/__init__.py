@@ -10,7 +10,7 @@ library only. From Python::
         sb.requests  # RequestRecord log, api_key masked as "***"
 
 From a shell: ``optico-sandbox --port 8765 --calls 50000`` (or ``python -m
-tap_optico.sandbox``); it prints the URL and the api key and serves until Ctrl-C.
+optico_sandbox``); it prints the URL and the api key and serves until Ctrl-C.
 
 Choices the documentation leaves open, made here:
 
@@ -26,6 +26,6 @@ Choices the documentation leaves open, made here:
 
 from __future__ import annotations
 
-from tap_optico.sandbox.server import FAULT_KINDS, RequestRecord, Sandbox
+from optico_sandbox.server import FAULT_KINDS, RequestRecord, Sandbox
 
 __all__ = ["FAULT_KINDS", "RequestRecord", "Sandbox"]

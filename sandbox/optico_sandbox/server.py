@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tap_optico.sandbox.data import FILTER_NAMES, PHONES, TRACKING, CallStore, parse_day
+from optico_sandbox.data import FILTER_NAMES, PHONES, TRACKING, CallStore, parse_day
 
 FaultKind = Literal[
     "http500",

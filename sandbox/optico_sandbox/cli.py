@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from tap_optico.sandbox.server import Sandbox
+from optico_sandbox.server import Sandbox
 
 
 def _parser() -> argparse.ArgumentParser:
