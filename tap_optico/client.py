@@ -1,38 +1,79 @@
-"""The HTTP side: one page request to the Data API, with retries shared by all workers."""
+"""The base stream of the Data API: one REST query per account and date window.
+
+Built on the SDK's REST hooks: the URL and its parameters (the key among them),
+the judgement of each answer (`validate_response`, with errors.py), its retries
+(`request_decorator` and the backoff hooks) and its records (`parse_response`).
+With `max_concurrent_requests: 1` the SDK's own request loop reads each window,
+driven by `NextPagePaginator`; above 1, `RequestsAhead` sends the same prepared
+requests ahead through the same hooks, and records and state stay exactly those
+of the sequential sync.
+"""
 
 from __future__ import annotations
 
-import logging
+import abc
+import functools
 import random
-import threading
 import time
 import typing as t
-from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 import backoff
 import msgspec
 import requests
+from singer_sdk import RESTStream
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from typing_extensions import override
 
+from tap_optico import __version__, bookmarks
 from tap_optico.errors import (
+    AccountError,
+    IncompleteWindowError,
     RetriesExhaustedError,
     TransientError,
+    UnexpectedAnswerError,
     check_envelope,
+    check_redirect,
     check_status,
     http_refusal,
 )
-from tap_optico.redact import Redactor
-from tap_optico.windows import Window
+from tap_optico.pagination import NextPagePaginator, Page, RequestsAhead, attach, page_of
+from tap_optico.transport import BoundedAdapter, Throttle, TransportError, TransportTimeoutError
+from tap_optico.windows import Window, cut
 
 if t.TYPE_CHECKING:
-    from tap_optico.settings import Settings
+    from collections.abc import Callable, Iterable, Iterator
+
+    from backoff.types import Details
+    from singer_sdk.helpers.types import Context
+
+    from tap_optico.records import Coercer
+    from tap_optico.settings import Account, Settings
 
 # Waits between retries: 1, 2, 4, ... seconds, capped, each with full jitter.
 BACKOFF_FACTOR = 1.0
 BACKOFF_CAP = 60.0
 
 
+class OpticoTap(t.Protocol):
+    """What a stream needs of its tap: the settings, and where to report a failed account."""
+
+    @property
+    def settings(self) -> Settings:
+        """The validated settings."""
+        ...
+
+    def account_failed(self, stream: str, account: str, error: AccountError) -> None:
+        """Report an account whose sync stopped; the others go on."""
+        ...
+
+    def has_failed(self, account: str) -> bool:
+        """Whether an account already failed in this run."""
+        ...
+
+
 class Envelope(msgspec.Struct):
-    """The response body minus its results, which stay raw JSON until they are written.
+    """The response body minus its results, which stay raw JSON until they are parsed.
 
     Decoding the envelope checks that the whole body is valid JSON (a truncated body
     fails here, in the worker, and is retried) without building the result objects.
@@ -43,176 +84,409 @@ class Envelope(msgspec.Struct):
     results: msgspec.Raw = msgspec.Raw(b"[]")
     total_results: int | str | None = None
     totalResults: int | str | None = None
-    next_page: int | str | None = None
-    nextPage: int | str | None = None
+    next_page: int | str | bool | None = None
+    nextPage: int | str | bool | None = None
 
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of one window: the API's totals and the undecoded results."""
+class Query(t.NamedTuple):
+    """One account's date window: what one paginated query reads."""
 
+    account: str
     window: Window
-    number: int
-    total: int | None
-    next_page: int | None
-    results: msgspec.Raw
+
+    def __str__(self) -> str:
+        """The window as the API's start_date..end_date."""
+        return str(self.window)
 
 
-class Throttle:
-    """A pause shared by every worker: one 429 or overload slows them all down."""
+class OpticoStream(RESTStream[int], abc.ABC):
+    """A stream read from the Data API account by account, window by window."""
 
-    def __init__(self) -> None:
-        """No pause at first."""
-        self._lock = threading.Lock()
-        self._until = 0.0
+    # Records are built to match the schema exactly (records.py), so the SDK's
+    # per-record conformance pass, its costliest step, is skipped.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+    # Newest first within a window: the bookmark is promoted per window (bookmarks.py).
+    is_sorted = False
+    # The key travels in the query string, which requests keeps on a redirect.
+    allow_redirects = False
+    path = ""
+    group_by_day: t.ClassVar[bool] = False
+    _paginator: NextPagePaginator
 
-    def pause(self, seconds: float) -> None:
-        """Hold every request for at least this long from now."""
-        with self._lock:
-            self._until = max(self._until, time.monotonic() + seconds)
+    def __init__(self, tap: OpticoTap) -> None:
+        """A stream of this tap; its settings are the tap's."""
+        super().__init__(tap)  # type: ignore[arg-type]
+        self.optico = tap
+        self._walk: RequestsAhead[Query] | None = None
 
-    def wait(self) -> None:
-        """Sleep until the shared pause is over."""
-        while (delay := self._until - time.monotonic()) > 0:
-            time.sleep(delay)
+    @property
+    def settings(self) -> Settings:
+        """The tap's validated settings."""
+        return self.optico.settings
 
+    # ------------------------------------------------------------ what is requested
+    @property
+    @override
+    def url_base(self) -> str:
+        return self.settings.api_url
 
-class DataAPI:
-    """Fetches pages of the Data API for one stream; safe to call from several threads."""
+    @property
+    @override
+    def timeout(self) -> int:
+        return self.settings.request_timeout
 
-    def __init__(
-        self,
-        settings: Settings,
-        api_key: str,
-        session: requests.Session,
-        logger: logging.Logger,
-        *,
-        group_by_day: bool = False,
-    ) -> None:
-        """Bind the request parameters that are the same for every page."""
-        self.settings = settings
-        self.session = session
-        self.logger = logger
-        self.throttle = Throttle()
-        self._mask = Redactor(api_key)
-        self._base_params: dict[str, str | int] = {
-            "api_key": api_key,
+    @functools.cached_property
+    @override
+    def user_agent(self) -> str:
+        return f"tap-optico/{__version__}"
+
+    @functools.cached_property
+    @override
+    def requests_session(self) -> requests.Session:
+        """A session whose answers are bounded in time and size, pausing all workers alike."""
+        session = requests.Session()
+        adapter = BoundedAdapter(
+            self.settings.request_timeout, self.throttle, pool_size=self.settings.concurrency
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    @functools.cached_property
+    def throttle(self) -> Throttle:
+        """The pause every worker of this stream honours."""
+        return Throttle()
+
+    @property
+    @override
+    def partitions(self) -> list[dict[str, t.Any]]:
+        """One state partition per account; its context names it, never carries its key."""
+        return [{"account": account.name} for account in self.settings.accounts]
+
+    @override
+    def get_url_params(
+        self, context: Context | None, next_page_token: int | None
+    ) -> dict[str, t.Any]:
+        assert context is not None
+        settings = self.settings
+        params: dict[str, t.Any] = {
+            "api_key": self._account(context["account"]).api_key,
             "type": "calls",
+            "start_date": context["start_date"],
+            "end_date": context["end_date"],
+            "page": next_page_token or 1,
             "limit": settings.page_size,
             **settings.filters,
         }
-        if group_by_day:
-            self._base_params["group_by_day"] = "true"
-        self.fetch = backoff.on_exception(
-            self._waits,
-            TransientError,
-            max_tries=settings.max_retries + 1,
-            jitter=None,  # the wait generator jitters, and honours Retry-After exactly
-            on_backoff=self._on_backoff,
-            on_giveup=self._on_giveup,
-            raise_on_giveup=True,
-            logger=None,  # our handlers log one clean line; backoff's would repeat it
-        )(self._fetch_once)
+        if self.group_by_day:
+            params["group_by_day"] = "true"
+        return params
 
-    def params(self, window: Window, page: int) -> dict[str, str | int]:
-        """The query string of one page (the key included, so never log it)."""
-        return {
-            **self._base_params,
-            "start_date": window.start.isoformat(),
-            "end_date": window.end.isoformat(),
-            "page": page,
-        }
+    @override
+    def get_new_paginator(self) -> NextPagePaginator:
+        self._paginator = NextPagePaginator(self.settings.page_size)
+        return self._paginator
 
-    def _fetch_once(self, window: Window, page: int) -> Page:
-        """Send one request and judge its answer; no retry here."""
-        self.throttle.wait()
-        failure: TransientError | None = None
+    # ------------------------------------------------------------ judging an answer
+    @override
+    def validate_response(self, response: requests.Response) -> None:
+        """Map the answer to records, a retry or a one-line failure (errors.py says which).
+
+        Raises:
+            TransientError: worth retrying (408, 429, 5xx, a body cut short, overload).
+            FatalAPIError: the API refused, redirected or answered something else.
+        """
+        status = response.status_code
+        check_redirect(status, response.headers.get("Location"))
+        check_status(status, response.reason, response.headers.get("Retry-After"))
         try:
-            response = self.session.get(
-                self.settings.api_url,
-                params=self.params(window, page),
-                timeout=self.settings.request_timeout,
-            )
-            body = response.content
-        except requests.Timeout:
-            failure = TransientError(f"no answer within {self.settings.request_timeout}s")
-        except requests.RequestException as exc:
-            # requests' text quotes the URL, key included: keep only the exception's kind.
-            failure = TransientError(f"connection failed ({type(exc).__name__})")
-        # Raised outside the except blocks, so no exception chain carries the URL.
-        if failure is not None:
-            raise failure
-        check_status(response.status_code, response.reason, response.headers.get("Retry-After"))
-        try:
-            envelope = _ENVELOPE.decode(body)
-        except msgspec.DecodeError:
-            envelope = None
-        if envelope is None:
-            if response.status_code >= 400:
-                raise http_refusal(response.status_code, response.reason)
-            raise TransientError(f"the body of HTTP {response.status_code} is not valid JSON")
+            envelope = _ENVELOPE.decode(response.content)
+        except msgspec.ValidationError as exc:
+            if status >= 400:
+                raise http_refusal(status, response.reason) from None
+            msg = f"unexpected answer from api_url: {str(exc).splitlines()[0][:120]}"
+            raise UnexpectedAnswerError(msg) from None
+        except (msgspec.DecodeError, RecursionError):
+            if status >= 400:
+                raise http_refusal(status, response.reason) from None
+            raise TransientError(f"the body of HTTP {status} is not valid JSON") from None
         errors = envelope.errors
-        if errors is not None:
-            # An error message that quotes the request must not carry the key onwards.
-            errors = [self._mask(m) for m in ([errors] if isinstance(errors, str) else errors)]
-        check_envelope({"status": envelope.status, "errors": errors})
-        if response.status_code >= 400:
-            raise http_refusal(response.status_code, response.reason)
-        return Page(
-            window=window,
-            number=page,
-            total=_integer(envelope.totalResults, envelope.total_results),
-            next_page=_integer(envelope.nextPage, envelope.next_page),
-            results=envelope.results,
+        check_envelope(envelope.status, [errors] if isinstance(errors, str) else errors or [])
+        if status >= 400:
+            raise http_refusal(status, response.reason)
+        query = parse_qs(urlsplit(response.request.url or "").query)
+        attach(
+            response,
+            Page(
+                query=f"{query['start_date'][0]}..{query['end_date'][0]}",
+                number=int(query["page"][0]),
+                total=_total(envelope.totalResults, envelope.total_results),
+                next_page=_first(envelope.nextPage, envelope.next_page),
+                results=envelope.results,
+            ),
         )
 
-    def _waits(self) -> t.Generator[float, t.Any, None]:
-        """Exponential waits with full jitter."""
-        yield 0.0  # consumed by backoff's priming send(None)
+    @override
+    def parse_response(self, response: requests.Response) -> list[dict[str, t.Any]]:
+        """The records of one page; the page keeps its row count for the paginator."""
+        page = page_of(response)
+        records = self.page_records(page.results)
+        page.rows = len(records)
+        return records
+
+    @abc.abstractmethod
+    def page_records(self, results: msgspec.Raw) -> list[dict[str, t.Any]]:
+        """The records of one page's raw results."""
+
+    @property
+    @abc.abstractmethod
+    def coerce(self) -> Coercer:
+        """The coercions of this stream's values; they count what they could not read."""
+
+    # ------------------------------------------------------------ retries
+    @override
+    def request_decorator(
+        self, func: Callable[..., requests.Response]
+    ) -> Callable[..., requests.Response]:
+        return backoff.on_exception(
+            self.backoff_wait_generator,
+            (TransientError, requests.Timeout, requests.ConnectionError),
+            max_tries=self.backoff_max_tries,
+            jitter=self.backoff_jitter,
+            on_backoff=self.backoff_handler,
+            on_giveup=self._give_up,
+            logger=None,  # backoff_handler logs one clean line; backoff's would repeat it
+        )(func)
+
+    @override
+    def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:
+        """Exponential waits with full jitter, never shorter than the server's Retry-After."""
+        error = yield 0.0  # backoff primes the generator with send(None)
         attempt = 0
         while True:
-            yield random.uniform(0, min(BACKOFF_CAP, BACKOFF_FACTOR * 2**attempt))  # noqa: S311
+            wait = random.uniform(0, min(BACKOFF_CAP, BACKOFF_FACTOR * 2**attempt))  # noqa: S311
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after is not None:
+                wait = max(wait, retry_after)
             attempt += 1
+            error = yield wait
 
-    def _on_backoff(self, details: t.Any) -> None:
-        error: TransientError = details["exception"]
-        wait = float(details["wait"])
-        if error.retry_after is not None:
-            # The server's Retry-After wins over a shorter backoff, and holds every worker.
-            self.throttle.pause(error.retry_after)
-            wait = max(wait, error.retry_after)
-        elif "Cannot handle request" in error.reason:
+    @override
+    def backoff_max_tries(self) -> int:
+        return self.settings.max_retries + 1
+
+    @override
+    def backoff_jitter(self, value: float) -> float:
+        """No jitter on top: the wait generator jitters, and honours Retry-After exactly."""
+        return value
+
+    @override
+    def backoff_handler(self, details: Details) -> None:
+        """One line per retry; a Retry-After or an overload pauses every worker."""
+        error = details.get("exception")
+        wait = float(details.get("wait") or 0.0)
+        if isinstance(error, TransientError) and (
+            error.retry_after is not None or "Cannot handle request" in error.reason
+        ):
             self.throttle.pause(wait)
-        window, page = details["args"][:2]
         self.logger.warning(
-            "%s page %d: %s; retry %d of %d in %.1fs",
-            window,
-            page,
-            error.reason,
+            "%s: %s; retry %d of %d in %.1fs",
+            _request_label(details),
+            _reason(error),
             details["tries"],
             self.settings.max_retries,
             wait,
         )
 
-    def _on_giveup(self, details: t.Any) -> None:
-        error: TransientError = details["exception"]
-        window, page = details["args"][:2]
+    def _give_up(self, details: Details) -> None:
         raise RetriesExhaustedError(
-            f"{window} page {page}: {error.reason}, still failing after "
+            f"{_request_label(details)}: {_reason(details.get('exception'))}, still failing after "
             f"{details['tries']} attempts; the next run resumes from the last completed window"
         ) from None
 
+    def _send(self, request: requests.PreparedRequest, context: Context) -> requests.Response:
+        """Send one prepared request and judge its answer, as the SDK's own loop does."""
+        response = self.requests_session.send(
+            request, timeout=self.timeout, allow_redirects=self.allow_redirects
+        )
+        self.validate_response(response)
+        return response
 
-def _integer(*values: int | str | None) -> int | None:
-    """The first value that reads as an integer ("3654" or 3654); None if none does."""
+    # ------------------------------------------------------------ the sync
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Walk one account's windows from its bookmark (minus the lookback) to end_date.
+
+        An account that fails (refused key, retries exhausted, a window that stays
+        short) is reported and left at its last completed window; the others go on.
+        """
+        assert context is not None
+        name = context["account"]
+        if self.optico.has_failed(name):
+            return
+        windows = self.plan()[name]
+        settings = self.settings
+        self.logger.info(
+            "%s [%s]: %d window(s) of up to %d day(s) to %s",
+            self.name,
+            name,
+            len(windows),
+            settings.window_days,
+            settings.end_date,
+        )
+        bookmarks.begin(self, context)
+        # In BATCH mode records reach the target only with their batch file, after the
+        # SDK's own STATE: a STATE per window could overtake them.
+        commit_per_window = self.get_batch_config(self.config) is None
+        try:
+            for window in windows:
+                for record in self._window_records(Query(name, window)):
+                    record["account"] = name
+                    yield record
+                if commit_per_window:
+                    bookmarks.commit_window(self, context)
+        except AccountError as error:
+            bookmarks.abandon_window(self, context)
+            if self._walk is not None:
+                self._walk.skip(lambda query: query.account != name)
+            self.optico.account_failed(self.name, name, error)
+
+    @functools.cache  # noqa: B019 (one plan per stream and sync)
+    def plan(self) -> dict[str, list[Window]]:
+        """Each account's windows, from its bookmark: read once, before any request.
+
+        Raises:
+            StateError: a bookmark cannot be read.
+        """
+        settings = self.settings
+        windows = {}
+        for account in settings.accounts:
+            mark = bookmarks.bookmark(
+                self,
+                {"account": account.name},
+                inherits=account.name == settings.inheriting_account,
+            )
+            first = bookmarks.first_day(settings, mark, self.name)
+            windows[account.name] = cut(first, settings.end_date, settings.window_days)
+        return windows
+
+    def _window_records(self, query: Query) -> Iterator[dict[str, t.Any]]:
+        """A window's records; re-read once if their count differs from total_results."""
+        started = time.monotonic()
+        for attempt in (1, 2):
+            received = 0
+            for record in self._query_records(query, again=attempt > 1):
+                received += 1
+                yield record
+            total = self._paginator.total
+            if total is None or received == total:
+                break
+            if attempt == 1:
+                self.logger.warning(
+                    "%s %s: received %d rows but the API announced %d; re-reading the window",
+                    self.name,
+                    query,
+                    received,
+                    total,
+                )
+            else:
+                msg = (
+                    f"{self.name} {query}: received {received} rows but the API announced "
+                    f"{total}, again; the bookmark stays before this window"
+                )
+                raise IncompleteWindowError(msg)
+        self.logger.info(
+            "%s %s: %d %s, %d page(s), %.1fs (account %s)",
+            self.name,
+            query,
+            received,
+            "day(s)" if self.group_by_day else "call(s)",
+            self._paginator.count,
+            time.monotonic() - started,
+            query.account,
+        )
+
+    def _query_records(self, query: Query, *, again: bool) -> Iterator[dict[str, t.Any]]:
+        """One read of a query: the SDK's own loop, or requests sent ahead."""
+        if self.settings.concurrency == 1:
+            yield from self.request_records(self._context(query))
+            return
+        walk = self._walk
+        if walk is None:
+            queries = [
+                Query(account, window)
+                for account, windows in self.plan().items()
+                if not self.optico.has_failed(account)
+                for window in windows
+            ]
+            walk = self._walk = RequestsAhead(
+                self.fetch, self.get_new_paginator, queries, self.settings.concurrency
+            )
+        for response in walk.pages(query, again=again):
+            assert walk.paginator is not None
+            self._paginator = walk.paginator
+            yield from self.parse_response(response)
+
+    def fetch(self, query: Query, page: int) -> requests.Response:
+        """One page, retried as the SDK's loop retries it (runs in a worker thread)."""
+        context = self._context(query)
+        request = self.prepare_request(context, page)
+        return self.request_decorator(self._send)(request, context)
+
+    def _context(self, query: Query) -> dict[str, t.Any]:
+        return {
+            "account": query.account,
+            "start_date": query.window.start.isoformat(),
+            "end_date": query.window.end.isoformat(),
+        }
+
+    def _account(self, name: str) -> Account:
+        return next(a for a in self.settings.accounts if a.name == name)
+
+
+def _request_label(details: Details) -> str:
+    """The window and page of the request being retried: "2024-01-01..2024-01-07 page 2"."""
+    request = details["args"][0]
+    query = parse_qs(urlsplit(getattr(request, "url", "") or "").query)
+    try:
+        return f"{query['start_date'][0]}..{query['end_date'][0]} page {query['page'][0]}"
+    except (KeyError, IndexError):
+        return "request"
+
+
+def _reason(error: BaseException | None) -> str:
+    """A failure in a few words; requests' own texts quote the URL, so only ours are shown."""
+    if isinstance(error, TransientError):
+        return error.reason
+    if isinstance(error, (TransportTimeoutError, TransportError)):
+        return str(error)
+    return f"connection failed ({type(error).__name__})"
+
+
+def _total(*values: int | str | None) -> int | None:
+    """The first value that reads as a non-negative integer ("3654" or 3654); None if none.
+
+    Raises:
+        UnexpectedAnswerError: a total that is no count.
+    """
     for value in values:
         if value is None or value == "":
             continue
         try:
-            return int(value)
+            total = int(value)
         except (TypeError, ValueError):
-            continue
+            msg = f"unexpected answer: total_results {str(value)[:40]!r} is not a count"
+            raise UnexpectedAnswerError(msg) from None
+        if total < 0:
+            msg = f"unexpected answer: total_results {total} is negative"
+            raise UnexpectedAnswerError(msg)
+        return total
     return None
+
+
+def _first(*values: t.Any) -> t.Any:
+    """The first value present (the API's camelCase or snake_case spelling)."""
+    return next((v for v in values if v is not None), None)

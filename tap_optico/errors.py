@@ -1,73 +1,135 @@
-"""Where an API failure is mapped to "retry" or "stop with this message".
+"""Where an API answer is mapped to "read it", "retry" or "stop with this message".
 
 Every message here is one line, safe to print: none quotes a URL (the API key
-travels in the query string) and none chains to an exception that does.
+travels in the query string), the API's own texts are flattened to one line and
+masked, and none chains to an exception that quotes a URL.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
+import math
+import re
 import typing as t
 from http import HTTPStatus
+from urllib.parse import urlsplit
+
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+
+from tap_optico import redact
 
 # The only documented transient envelope message; every other one is the caller's fault.
 TRANSIENT_MESSAGES = frozenset({"Cannot handle request"})
+# The longest Retry-After honoured. A longer one fails the run at once, saying when to
+# come back: holding every worker for hours helps nobody (6 retries x 300 s = 30 min).
+MAX_RETRY_AFTER = 300.0
+# The longest text quoted from an answer: enough for any documented message.
+MAX_QUOTE = 300
+
+_SPACES = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """An API's text, safe to print: masked, on one line, without control characters."""
+    flat = _SPACES.sub(" ", _CONTROL.sub(" ", redact.redact(text))).strip()
+    return flat if len(flat) <= MAX_QUOTE else f"{flat[:MAX_QUOTE]}..."
 
 
 class OpticoError(Exception):
     """A failure the user must act on; its text is the one line to show them."""
 
 
-class APIRefusedError(OpticoError):
-    """The API answered with an ERROR envelope that retrying cannot fix."""
+class AccountError(OpticoError):
+    """A failure of one account's sync: the other accounts go on."""
+
+
+class APIRefusedError(FatalAPIError, AccountError):
+    """The API answered with an ERROR envelope (or a 4xx) that retrying cannot fix."""
 
     def __init__(self, messages: t.Sequence[str]) -> None:
-        """Keep the API's own messages, all on one line."""
-        self.messages = list(messages)
+        """Keep the API's own messages, each made safe, all on one line."""
+        self.messages = [one_line(m) for m in messages]
         super().__init__(f"Optico API error: {'; '.join(self.messages) or 'no message'}")
 
 
-class PaginationError(OpticoError):
-    """The API kept announcing pages beyond what its own total allows."""
+class UnexpectedAnswerError(FatalAPIError, AccountError):
+    """The answer is valid JSON (or HTTP) but not the Data API's: a wrong api_url or proxy."""
 
 
-class TransientError(Exception):
-    """A failure worth retrying: the request may succeed if sent again."""
+class RetryLaterError(FatalAPIError, AccountError):
+    """The API asks to wait longer than MAX_RETRY_AFTER."""
+
+
+class PaginationError(AccountError):
+    """The API's pages do not follow each other, or never end."""
+
+
+class IncompleteWindowError(AccountError):
+    """A window still lacks calls after its re-read: its bookmark must not move past it."""
+
+
+class RetriesExhaustedError(AccountError):
+    """A request kept failing transiently until the retries ran out."""
+
+
+class TransientError(RetriableAPIError):
+    """A failure worth retrying; `retry_after` is the server's wish, in seconds."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        """Describe the failure in a few words; `retry_after` comes from the server."""
+        """Describe the failure in a few words (never the URL)."""
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
 
 
-class RetriesExhaustedError(OpticoError):
-    """A request kept failing transiently until the retries ran out."""
-
-
-def check_envelope(envelope: t.Mapping[str, t.Any]) -> None:
-    """Raise if a decoded response body is an ERROR envelope.
+def check_envelope(status: str, errors: t.Sequence[str]) -> None:
+    """Raise if a decoded body is an ERROR envelope.
 
     Raises:
         TransientError: only "Cannot handle request" (server-side, retry).
         APIRefusedError: any other message (bad key, parameter, date or limit).
     """
-    if str(envelope.get("status", "OK")).upper() != "ERROR":
+    if status.upper() != "ERROR":
         return
-    errors = envelope.get("errors") or []
-    messages = [str(m) for m in (errors if isinstance(errors, list) else [errors])]
-    if messages and all(m in TRANSIENT_MESSAGES for m in messages):
-        raise TransientError("; ".join(messages))
-    raise APIRefusedError(messages)
+    if errors and all(m in TRANSIENT_MESSAGES for m in errors):
+        raise TransientError("; ".join(errors))
+    raise APIRefusedError(errors)
 
 
 def check_status(status: int, reason: str, retry_after: str | None) -> None:
-    """Raise TransientError for HTTP statuses worth retrying: 408, 429 and 5xx.
+    """Raise for HTTP statuses worth retrying (408, 429, 5xx); judge a long Retry-After.
 
-    Other 4xx statuses are judged by their body (an ERROR envelope says why);
-    the caller raises for them if the body says nothing useful.
+    Other 4xx statuses are judged by their body (an ERROR envelope says why); the
+    caller raises `http_refusal` if the body says nothing useful.
+
+    Raises:
+        TransientError: retry, after `retry_after` seconds if the server said so.
+        RetryLaterError: the server asks to wait longer than MAX_RETRY_AFTER.
     """
     if status in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.REQUEST_TIMEOUT) or status >= 500:
-        raise TransientError(f"HTTP {status} {reason or ''}".strip(), _seconds(retry_after))
+        what = f"HTTP {status} {one_line(reason or '')}".strip()
+        wait = retry_after_seconds(retry_after)
+        if wait is not None and wait > MAX_RETRY_AFTER:
+            raise RetryLaterError(_later(what, wait))
+        raise TransientError(what, wait)
+
+
+def check_redirect(status: int, location: str | None) -> None:
+    """Refuse a redirect: following it would send the key, in the query string, elsewhere.
+
+    Raises:
+        UnexpectedAnswerError: the answer is a redirect.
+    """
+    if 300 <= status < 400:
+        target = urlsplit(location or "")
+        where = f"{target.scheme}://{target.netloc}{target.path}" if target.netloc else "elsewhere"
+        msg = (
+            f"the API answered HTTP {status}, a redirect to {one_line(where)}; the tap never "
+            "follows redirects (the key would go along): set api_url to the final address"
+        )
+        raise UnexpectedAnswerError(msg)
 
 
 def http_refusal(status: int, reason: str) -> APIRefusedError:
@@ -75,11 +137,35 @@ def http_refusal(status: int, reason: str) -> APIRefusedError:
     return APIRefusedError([f"HTTP {status} {reason or ''}".strip()])
 
 
-def _seconds(retry_after: str | None) -> float | None:
-    """Read Retry-After in its seconds form; an HTTP date is ignored (expo backoff applies)."""
-    if retry_after is None:
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After in seconds, from its seconds or its HTTP-date form; None if unreadable."""
+    if value is None:
         return None
+    text = value.strip()
     try:
-        return max(0.0, float(retry_after))
+        seconds = float(text)
     except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    if math.isnan(seconds):
         return None
+    return max(0.0, seconds)
+
+
+def _later(what: str, wait: float) -> str:
+    if math.isinf(wait):
+        return f"{what} with Retry-After asking to wait indefinitely; retry later"
+    try:
+        when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=wait)
+        at = f"after {when:%Y-%m-%d %H:%M} UTC"
+    except OverflowError:
+        at = "much later"
+    return (
+        f"{what} with Retry-After {wait:.0f} s, more than the {MAX_RETRY_AFTER:.0f} s the tap "
+        f"waits; retry {at}"
+    )

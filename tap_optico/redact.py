@@ -9,18 +9,24 @@ scrubs what third-party code writes.
 from __future__ import annotations
 
 import logging
-from urllib.parse import quote, quote_plus
+import re
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 MASK = "***"
 MIN_LENGTH = 4
+# A run this long of the key's characters is masked wherever it appears: an error
+# message may quote the key's first characters, or the URL in any percent-encoding.
+FRAGMENT = 6
 
 
 class Redactor:
-    """Replaces secrets (raw or URL-encoded) by a mask in any text."""
+    """Replaces secrets (whole, in part, raw or URL-encoded) by a mask in any text."""
 
     def __init__(self, *secrets: str) -> None:
         """Start with the given secrets."""
         self._spellings: list[str] = []
+        self._fragments: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
         for secret in secrets:
             self.add(secret)
 
@@ -33,12 +39,41 @@ class Redactor:
         if len(secret) < MIN_LENGTH:
             return
         spellings = {secret, quote(secret, safe=""), quote_plus(secret)}
+        spellings |= {s.lower() for s in spellings} | {s.upper() for s in spellings}
         self._spellings = sorted(set(self._spellings) | spellings, key=len, reverse=True)
+        size = min(FRAGMENT, len(secret))
+        self._fragments |= {secret[i : i + size] for i in range(len(secret) - size + 1)}
+        alternatives = "|".join(re.escape(f) for f in sorted(self._fragments))
+        self._pattern = re.compile(f"(?=({alternatives}))")
 
     def __call__(self, text: str) -> str:
-        """Return text with every secret masked."""
+        """Return text with every secret, and every long enough piece of one, masked."""
         for spelling in self._spellings:
             text = text.replace(spelling, MASK)
+        if self._pattern is None:
+            return text
+        text = self._mask_fragments(text)
+        if "%" in text or "+" in text:
+            # A percent-encoding the spellings above miss (lowercase hex, a partial key):
+            # decode, and keep the decoded text only if it hid a piece of a secret.
+            for decode in (unquote, unquote_plus):
+                decoded = decode(text)
+                masked = self._mask_fragments(decoded)
+                if masked != decoded:
+                    text = masked
+        return text
+
+    def _mask_fragments(self, text: str) -> str:
+        assert self._pattern is not None
+        spans: list[list[int]] = []
+        for match in self._pattern.finditer(text):
+            start, end = match.start(), match.start() + len(match.group(1))
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+        for start, end in reversed(spans):
+            text = f"{text[:start]}{MASK}{text[end:]}"
         return text
 
 

@@ -7,14 +7,18 @@ configs depend on them), so they are declared once, here.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 import typing as t
 import zoneinfo
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 
 DEFAULT_API_URL = "https://www.optico.fr/data-api"
+DEFAULT_ACCOUNT_NAME = "default"
+MAX_ACCOUNT_NAME = 64
 DEFAULT_TIMEZONE = "Europe/Paris"
 MIN_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 5000
@@ -32,18 +36,52 @@ DEFAULT_CONCURRENCY = 3
 MAX_CONCURRENCY = 16
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 FILTERS = ("phone", "tracking_phone", "caller_phone", "offline_phone_description")
 
 SCHEMA = th.PropertiesList(
     th.Property(
         "api_key",
         th.StringType,
-        required=True,
         secret=True,
         title="API key",
         description=(
-            "Your Optico Data API key (Optico > Account > Data API). It is sent as the "
-            "`api_key` query parameter and is never logged."
+            "Your Optico Data API key (Optico > Account > Data API), for one account. It is "
+            "sent as the `api_key` query parameter and is never logged. Set this or `accounts`."
+        ),
+    ),
+    th.Property(
+        "account_name",
+        th.StringType,
+        default=DEFAULT_ACCOUNT_NAME,
+        title="Account name",
+        description=(
+            "The `account` value of the records synced with `api_key` (and its state partition)."
+        ),
+    ),
+    th.Property(
+        "accounts",
+        th.ArrayType(
+            th.ObjectType(
+                th.Property("name", th.StringType, required=True),
+                th.Property("api_key", th.StringType, required=True, secret=True),
+            )
+        ),
+        secret=True,
+        title="Accounts",
+        description=(
+            'Several Optico accounts synced together: a list of {"name": ..., "api_key": ...}, '
+            "each name a short label unique in the list, written to the records' `account` "
+            "column. Each account keeps its own bookmark. Set this or `api_key`."
+        ),
+    ),
+    th.Property(
+        "select_accounts",
+        th.ArrayType(th.StringType),
+        title="Select accounts",
+        description=(
+            "Names of the accounts to sync (default: all). Run disjoint selections in "
+            "parallel, each with its own state id, to fan out across processes."
         ),
     ),
     th.Property(
@@ -164,9 +202,24 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Account:
+    """One Optico account: its label in records and state, and its key."""
+
+    name: str
+    api_key: str = ""
+
+    def __repr__(self) -> str:
+        """Name only: the key never reaches a log through a repr."""
+        return f"Account({self.name!r})"
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated settings a sync runs with."""
 
+    accounts: tuple[Account, ...]
+    # The account of the single `api_key` setting: it inherits unpartitioned state.
+    inheriting_account: str | None
     api_url: str
     start_date: dt.date
     end_date: dt.date
@@ -197,8 +250,11 @@ class Settings:
         if not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
             msg = f"page_size must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE}, got {page_size}"
             raise SettingsError(msg)
+        accounts, inheriting = _accounts(config)
         return cls(
-            api_url=config.get("api_url") or DEFAULT_API_URL,
+            accounts=accounts,
+            inheriting_account=inheriting,
+            api_url=_api_url(config.get("api_url") or DEFAULT_API_URL),
             start_date=start,
             end_date=end,
             page_size=page_size,
@@ -231,3 +287,89 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         msg = f"timezone {name!r} is not a known IANA time zone (e.g. Europe/Paris)"
         raise SettingsError(msg) from None
+
+
+def _accounts(config: t.Mapping[str, t.Any]) -> tuple[tuple[Account, ...], str | None]:
+    """The accounts to sync, in the configured order, and the single-key one if any."""
+    key, listed = config.get("api_key"), config.get("accounts")
+    accounts: tuple[Account, ...]
+    if key and listed is not None:
+        raise SettingsError("set either api_key (one account) or accounts (several), not both")
+    if key:
+        name = _account_name("account_name", config.get("account_name") or DEFAULT_ACCOUNT_NAME)
+        accounts = (Account(name, str(key)),)
+        inheriting: str | None = name
+    elif listed is None:
+        raise SettingsError("set api_key (one account) or accounts (several)")
+    else:
+        if not isinstance(listed, list) or not listed:
+            raise SettingsError(
+                'accounts is empty: list at least one {"name": ..., "api_key": ...}'
+            )
+        found: list[Account] = []
+        for index, entry in enumerate(listed):
+            if not isinstance(entry, dict):
+                msg = f'accounts[{index}] is not an object {{"name": ..., "api_key": ...}}'
+                raise SettingsError(msg)
+            name = _account_name(f"accounts[{index}].name", entry.get("name"))
+            if name in [known.name for known in found]:
+                raise SettingsError(f"accounts: the name {name!r} appears more than once")
+            if not entry.get("api_key"):
+                raise SettingsError(f"accounts: {name!r} has no api_key")
+            found.append(Account(name, str(entry["api_key"])))
+        accounts, inheriting = tuple(found), None
+    selected = config.get("select_accounts")
+    if selected:
+        unknown = sorted(set(selected) - {a.name for a in accounts})
+        if unknown:
+            msg = f"select_accounts names {', '.join(map(repr, unknown))}, not in accounts"
+            raise SettingsError(msg)
+        accounts = tuple(a for a in accounts if a.name in selected)
+    return accounts, inheriting
+
+
+def _account_name(setting: str, value: t.Any) -> str:
+    name = str(value or "").strip()
+    if not name or len(name) > MAX_ACCOUNT_NAME or not name.isprintable():
+        msg = f"{setting} must be a short printable label (1 to {MAX_ACCOUNT_NAME} characters)"
+        raise SettingsError(msg)
+    return name
+
+
+def _api_url(url: str) -> str:
+    """An http(s) URL with a valid host; anything else is refused before any request."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        parts, host = None, ""
+    if parts is None or parts.scheme not in ("http", "https") or not _valid_host(host):
+        msg = f"api_url {url[:100]!r} must be an http(s) URL such as {DEFAULT_API_URL}"
+        raise SettingsError(msg)
+    return url
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.rstrip(".").split(".")
+        return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+    return True
+
+
+def check_environment(environ: t.Mapping[str, str], prefix: str) -> None:
+    """Refuse an integer setting given by an environment variable that is no integer.
+
+    Raises:
+        SettingsError: the variable names the setting and its value is not an integer.
+    """
+    for name, schema in SCHEMA["properties"].items():
+        value = environ.get(f"{prefix}{name.upper()}")
+        if value is not None and "integer" in str(schema.get("type")):
+            try:
+                int(value)
+            except ValueError:
+                msg = f"{name} from {prefix}{name.upper()}={value[:40]!r} is not an integer"
+                raise SettingsError(msg) from None

@@ -1,19 +1,39 @@
-"""The Optico tap: settings, streams, and one-line errors."""
+"""The Optico tap: settings, streams, and failures told in one line."""
 
 from __future__ import annotations
 
 import functools
+import io
+import json
+import os
+import signal
 import sys
+import threading
 import typing as t
+from pathlib import Path
 
+import click
 from singer_sdk import Stream, Tap
 from singer_sdk.exceptions import ConfigValidationError
+from typing_extensions import override
 
-from tap_optico import redact
-from tap_optico.errors import OpticoError
+from tap_optico import bookmarks, redact
+from tap_optico.client import OpticoStream
+from tap_optico.errors import AccountError, OpticoError
 from tap_optico.messages import BufferedWriter
-from tap_optico.settings import SCHEMA, Settings, SettingsError
+from tap_optico.settings import SCHEMA, Settings, SettingsError, check_environment
 from tap_optico.streams import CallsStream, DailyCallsStream
+
+if t.TYPE_CHECKING:
+    from types import FrameType
+
+
+class StoppedError(OpticoError):
+    """The run was stopped by a signal."""
+
+
+class AccountsFailedError(OpticoError):
+    """Some accounts could not be synced; the others were."""
 
 
 class TapOptico(Tap):
@@ -21,52 +41,147 @@ class TapOptico(Tap):
 
     name = "tap-optico"
     config_jsonschema = SCHEMA
+    # The tap the CLI runs, for `invoke` to report after `sync_all` (which the SDK
+    # marks final): the coercion counts, and the accounts that failed.
+    _cli_tap: t.ClassVar[TapOptico | None] = None
     # msgspec encodes several times faster than the default; see messages.py.
     message_writer_class = BufferedWriter
 
     def __init__(self, *args: t.Any, validate_config: bool = True, **kwargs: t.Any) -> None:
-        """Load and check the config; from here on the API key is masked in all logs.
+        """Load and check the config; from here on every API key is masked in all logs.
 
         Raises:
-            ConfigValidationError: a setting is invalid (the key is never quoted).
+            ConfigValidationError: a setting is invalid (no key is ever quoted).
         """
+        if kwargs.get("parse_env_config"):
+            try:
+                check_environment(os.environ, f"{self.name.upper().replace('-', '_')}_")
+            except SettingsError as exc:
+                raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+        self._failed: dict[str, dict[str, AccountError]] = {}
         invalid: ConfigValidationError | None = None
         try:
             super().__init__(*args, validate_config=validate_config, **kwargs)
         except ConfigValidationError as exc:
             invalid = exc
         if invalid is not None:
-            # jsonschema quotes the offending value: mask the key if it is the culprit.
+            # jsonschema quotes the offending value: mask the keys if one is the culprit.
             # Raised outside the except block, so no exception chain keeps the original.
-            clean = redact.Redactor(str(self.config.get("api_key") or ""))
+            clean = redact.Redactor(*_keys(self.config))
             errors = [clean(error) for error in invalid.errors]
             raise ConfigValidationError(clean(str(invalid)), errors=errors)
-        if self.config.get("api_key"):
-            redact.install(str(self.config["api_key"]))
+        for key in _keys(self.config):
+            redact.install(key)
+        bookmarks.quiet_unsorted_warning()
+        if threading.current_thread() is threading.main_thread():
+            # The SDK's handlers exit 0, as if an interrupted sync had succeeded.
+            signal.signal(signal.SIGTERM, _interrupted)
+            signal.signal(signal.SIGINT, _interrupted)
         if validate_config:
             try:
                 _ = self.settings
             except SettingsError as exc:
                 raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+            # Every bookmark is read now: an unreadable state fails before any request.
+            for stream in self.streams.values():
+                if isinstance(stream, OpticoStream) and stream.selected:
+                    stream.plan()
+        TapOptico._cli_tap = self
 
     @functools.cached_property
     def settings(self) -> Settings:
         """The settings, read once: both streams sync the same days, even across midnight."""
         return Settings.from_config(self.config)
 
+    @override
     def discover_streams(self) -> list[Stream]:
-        """The two streams of the Data API."""
         return [CallsStream(self), DailyCallsStream(self)]
 
+    def account_failed(self, stream: str, account: str, error: AccountError) -> None:
+        """Report a failed account (by name: its key is never shown); the others go on."""
+        self._failed.setdefault(account, {})[stream] = error
+        if len(self.settings.accounts) > 1:
+            self.logger.error("account %s (%s): %s", account, stream, error)
+
+    def has_failed(self, account: str) -> bool:
+        """Whether an account already failed in this run (it is skipped from then on)."""
+        return account in self._failed
+
+    def _failure_line(self) -> str:
+        if len(self.settings.accounts) == 1:
+            return str(next(iter(next(iter(self._failed.values())).values())))
+        names = ", ".join(sorted(self._failed))
+        return (
+            f"{len(self._failed)} of {len(self.settings.accounts)} accounts failed: {names}; "
+            "the others were synced, and each resumes from its last completed window"
+        )
+
     @classmethod
+    @override
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
-        """Run the CLI; an API or settings failure ends with one line and exit code 1."""
+        """Run the CLI; a bad input, API failure or signal ends with one line and exit code 1."""
         try:
+            state = kwargs.get("state")
+            if state is not None:
+                text = state.read()
+                _json_object("state", text)
+                kwargs = {**kwargs, "state": io.StringIO(text)}
             super().invoke(*args, **kwargs)
+            tap = TapOptico._cli_tap
+            if tap is not None:
+                tap.report()
         except OpticoError as exc:
-            cls.logger.error("%s", exc)
+            cls.logger.error("%s", redact.redact(str(exc)))
             sys.exit(1)
 
+    def report(self) -> None:
+        """After a sync: the values emitted as null, then the accounts that failed, if any.
 
-if __name__ == "__main__":
-    TapOptico.cli()
+        Raises:
+            AccountsFailedError: some accounts failed; the others were synced.
+        """
+        for stream in self.streams.values():
+            if isinstance(stream, OpticoStream):
+                stream.coerce.summary()
+        if self._failed:
+            raise AccountsFailedError(self._failure_line())
+
+    @classmethod
+    @override
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        """Refuse a config file that is not a JSON object, in one line, before any request."""
+        for path in value:
+            if path != "ENV":
+                try:
+                    _json_object("config", Path(path).read_text(encoding="utf-8"))
+                except (OpticoError, OSError) as exc:
+                    cls.logger.error("%s: %s", path, exc)
+                    ctx.exit(1)
+        return super().cb_config(ctx, param, value)
+
+
+def _keys(config: t.Mapping[str, t.Any]) -> list[str]:
+    """Every API key in a config, the single one and those of `accounts`."""
+    keys = [str(config["api_key"])] if config.get("api_key") else []
+    accounts = config.get("accounts")
+    if isinstance(accounts, list):
+        keys += [str(a["api_key"]) for a in accounts if isinstance(a, dict) and a.get("api_key")]
+    return keys
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM: stop now. Records written so far are covered by the last STATE."""
+    name = signal.Signals(signum).name
+    msg = f"stopped by {name}; the next run resumes from the last completed window"
+    raise StoppedError(msg)
+
+
+def _json_object(kind: str, text: str) -> None:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        msg = f"the {kind} file is not valid JSON"
+        raise OpticoError(msg) from None
+    if not isinstance(value, dict):
+        msg = f"the {kind} file must hold a JSON object, not {type(value).__name__}"
+        raise OpticoError(msg)

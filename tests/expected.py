@@ -29,9 +29,10 @@ def call_id(call: t.Mapping[str, t.Any]) -> str:
     return hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
 
 
-def record(call: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+def record(call: t.Mapping[str, t.Any], account: str = "default") -> dict[str, t.Any]:
     """The calls record expected for one truth call (snake_case, native types)."""
     expected = {k: v for k, v in call.items() if k != "offline_phone_description"}
+    expected["account"] = account
     expected["start_date"] = utc(call["start_date"])
     expected["call_id"] = call_id(call)
     return expected
@@ -40,3 +41,10 @@ def record(call: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
 def by_id(records: t.Iterable[t.Mapping[str, t.Any]]) -> dict[str, dict[str, t.Any]]:
     """Records keyed by call_id, the last version winning, as an upserting target keeps them."""
     return {r["call_id"]: dict(r) for r in records}
+
+
+def daily(
+    rows: t.Iterable[t.Mapping[str, t.Any]], account: str = "default"
+) -> list[dict[str, t.Any]]:
+    """The daily_calls records expected for the sandbox's per-day truth."""
+    return [{**row, "account": account} for row in rows]

@@ -11,7 +11,7 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TAP = [sys.executable, "-m", "tap_optico.tap"]
+TAP = [sys.executable, "-m", "tap_optico"]
 
 
 @dataclass
@@ -34,13 +34,26 @@ class TapRun:
     def state(self) -> dict[str, t.Any]:
         return self.states[-1] if self.states else {}
 
-    def bookmark(self, stream: str = "calls") -> str | None:
-        value = self.state.get("bookmarks", {}).get(stream, {}).get("replication_key_value")
-        return None if value is None else str(value)
+    def bookmark(self, stream: str = "calls", account: str = "default") -> str | None:
+        return bookmark_of(self.state, stream, account)
 
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+
+def bookmark_of(
+    state: dict[str, t.Any], stream: str = "calls", account: str = "default"
+) -> str | None:
+    """The bookmark an account resumes from: its partition's, else the unpartitioned one."""
+    entry = state.get("bookmarks", {}).get(stream, {})
+    for partition in entry.get("partitions", []):
+        if partition.get("context") == {"account": account}:
+            value = partition.get("replication_key_value")
+            if value is not None:
+                return str(value)
+    value = entry.get("replication_key_value")
+    return None if value is None else str(value)
 
 
 def config_for(sandbox: t.Any, **overrides: t.Any) -> dict[str, t.Any]:

@@ -32,15 +32,16 @@ import requests
 
 from optico_sandbox import Sandbox
 from tap_optico import client
-from tap_optico.calls import call_id
-from tap_optico.client import DataAPI
+from tap_optico.client import Query
 from tap_optico.errors import (
     APIRefusedError,
     RetriesExhaustedError,
     TransientError,
     check_envelope,
 )
-from tap_optico.settings import Settings
+from tap_optico.pagination import Page, page_of
+from tap_optico.records import call_id
+from tap_optico.tap import TapOptico
 from tap_optico.windows import Window
 from tests.tap_run import TapRun, catalog_for, config_for, run_tap
 
@@ -246,7 +247,7 @@ def test_several_error_messages_make_one_refusal_on_one_line() -> None:
         "Limit must be between 10 and 5000",
     ]
     with pytest.raises(APIRefusedError) as caught:
-        check_envelope({"status": "ERROR", "errors": messages})
+        check_envelope("ERROR", messages)
     assert caught.value.messages == messages
     text = str(caught.value)
     assert "\n" not in text
@@ -257,21 +258,29 @@ def test_several_error_messages_make_one_refusal_on_one_line() -> None:
 
 def test_cannot_handle_request_alone_is_transient() -> None:
     with pytest.raises(TransientError) as caught:
-        check_envelope({"status": "ERROR", "errors": ["Cannot handle request"]})
+        check_envelope("ERROR", ["Cannot handle request"])
     assert "Cannot handle request" in caught.value.reason
 
 
 def test_cannot_handle_request_with_another_error_is_fatal() -> None:
     with pytest.raises(APIRefusedError) as caught:
-        check_envelope({"status": "ERROR", "errors": ["Cannot handle request", "Invalid api key"]})
+        check_envelope("ERROR", ["Cannot handle request", "Invalid api key"])
     assert "Invalid api key" in str(caught.value)
 
 
-def test_ok_envelope_passes() -> None:
-    check_envelope({"status": "OK", "totalResults": 0, "results": []})
+def test_ok_envelope_is_read_once_without_retry(requests_mock: t.Any) -> None:
+    mock = requests_mock.get(URL, json={"status": "OK", "totalResults": 7, "results": []})
+    page = fetch_page()
+    assert mock.call_count == 1
+    assert (page.query, page.number, page.total, page.next_page) == (
+        "2024-01-01..2024-01-07",
+        1,
+        7,
+        None,
+    )
 
 
-# DataAPI with requests-mock: the whole judgement of one response, retries included.
+# The stream's REST hooks with requests-mock: the judgement of one response, retries included.
 URL = "https://optico.test/data-api"
 WINDOW = Window(date(2024, 1, 1), date(2024, 1, 7))
 OK_BODY = {"status": "OK", "totalResults": 0, "results": []}
@@ -283,7 +292,8 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client, "BACKOFF_FACTOR", 0.001)
 
 
-def make_api(**overrides: t.Any) -> DataAPI:
+def fetch_page(**overrides: t.Any) -> Page:
+    """Page 1 of WINDOW through the calls stream's hooks, as a worker fetches it."""
     config = {
         "api_key": KEY,
         "api_url": URL,
@@ -293,8 +303,9 @@ def make_api(**overrides: t.Any) -> DataAPI:
         "max_retries": 2,
         **overrides,
     }
-    settings = Settings.from_config(config)
-    return DataAPI(settings, KEY, requests.Session(), logging.getLogger("tap-optico.test"))
+    stream = TapOptico(config=config).streams["calls"]
+    assert isinstance(stream, client.OpticoStream)
+    return page_of(stream.fetch(Query("default", WINDOW), 1))
 
 
 def exception_texts(exc: BaseException | None) -> Iterator[str]:
@@ -314,7 +325,7 @@ def test_refusal_envelope_is_not_retried(requests_mock: t.Any) -> None:
     messages = ["Missing parameter `type`", "Limit must be between 10 and 5000"]
     mock = requests_mock.get(URL, json={"status": "ERROR", "errors": messages})
     with pytest.raises(APIRefusedError) as caught:
-        make_api().fetch(WINDOW, 1)
+        fetch_page()
     assert mock.call_count == 1
     assert "Missing parameter `type`; Limit must be between 10 and 5000" in str(caught.value)
 
@@ -328,7 +339,7 @@ def test_cannot_handle_request_is_retried_then_succeeds(requests_mock: t.Any) ->
             {"json": OK_BODY},
         ],
     )
-    page = make_api().fetch(WINDOW, 1)
+    page = fetch_page()
     assert mock.call_count == 2
     assert page.total == 0
 
@@ -339,7 +350,7 @@ def test_4xx_html_body_is_refused_with_its_status_only(requests_mock: t.Any, sta
     body = f"<html><body><h1>Forbidden</h1><p>key {KEY} is not allowed</p>nginx</body></html>"
     mock = requests_mock.get(URL, status_code=status, text=body, reason="Forbidden")
     with pytest.raises(APIRefusedError) as caught:
-        make_api().fetch(WINDOW, 1)
+        fetch_page()
     assert mock.call_count == 1
     text = str(caught.value)
     assert f"HTTP {status}" in text
@@ -355,7 +366,7 @@ def test_4xx_envelope_quoting_the_key_is_masked(requests_mock: t.Any) -> None:
     envelope = {"status": "ERROR", "errors": [f"Invalid api key {KEY}"]}
     requests_mock.get(URL, status_code=403, json=envelope)
     with pytest.raises(APIRefusedError) as caught:
-        make_api().fetch(WINDOW, 1)
+        fetch_page()
     assert "Invalid api key" in str(caught.value)
     for chained in exception_texts(caught.value):
         for spelling in spellings(KEY):
@@ -370,7 +381,7 @@ def test_request_exception_text_and_chain_never_show_the_url(requests_mock: t.An
         exc=requests.ConnectionError(f"Max retries exceeded with url: {url_with_key}"),
     )
     with pytest.raises(RetriesExhaustedError) as caught:
-        make_api(max_retries=1).fetch(WINDOW, 1)
+        fetch_page(max_retries=1)
     assert "connection failed (ConnectionError)" in str(caught.value)
     assert "still failing after 2 attempts" in str(caught.value)
     for chained in exception_texts(caught.value):
@@ -386,8 +397,8 @@ def test_backoff_starts_at_backoff_factor(
     sleeps: list[float] = []
     monkeypatch.setattr(time, "sleep", sleeps.append)  # backoff sleeps via time.sleep
     requests_mock.get(URL, [{"status_code": 500}] * 3 + [{"json": OK_BODY}])
-    with caplog.at_level(logging.WARNING, logger="tap-optico.test"):
-        make_api(max_retries=3).fetch(WINDOW, 1)
+    with caplog.at_level(logging.WARNING, logger="tap-optico"):
+        fetch_page(max_retries=3)
     factor = client.BACKOFF_FACTOR
     assert sleeps == [factor, 2 * factor, 4 * factor]
     logged = [r.getMessage().rsplit(" in ", 1)[-1] for r in caplog.records]

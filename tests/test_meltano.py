@@ -30,8 +30,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tap_optico.calls import BOOLEAN_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
+from tap_optico.records import BOOLEAN_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
 from tests import expected
+from tests.tap_run import bookmark_of
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -255,7 +256,8 @@ def test_run_then_incremental_run_then_full_refresh(postgres_url, warehouse, mel
     daily_1 = daily_by_date(sb.truth_daily())
     assert warehouse.daily() == daily_1
     state = state_of(meltano, state_id)
-    bookmark = state["singer_state"]["bookmarks"]["calls"]["replication_key_value"]
+    bookmark = bookmark_of(state["singer_state"])
+    assert bookmark is not None
     assert bookmark == max(r["start_date"] for r in truth_1.values())
 
     # Between runs: late calls inside the lookback, and changed status/duration/revenue.

@@ -11,7 +11,7 @@ import pytest
 from singer_sdk.helpers._typing import conform_record_data_types
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_optico.calls import CallRecords, Coercer, call_id
+from tap_optico.records import CallRecords, Coercer, call_id
 from tap_optico.streams import CallsStream, DailyCallsStream
 from tests.tap_run import config_for, run_tap
 

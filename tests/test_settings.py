@@ -23,7 +23,7 @@ from tests.tap_run import TAP, config_for, run_tap
             "start_date 2024-03-01 is after end_date 2024-02-01",
         ),
         ({"timezone": "Europe/Pariss"}, "timezone 'Europe/Pariss' is not a known IANA time zone"),
-        ({"api_key": None}, "'api_key' is a required property"),
+        ({"api_key": None}, "set api_key (one account) or accounts (several)"),
         ({"lookback_days": -1}, "-1 is less than the minimum of 0 in config['lookback_days']"),
         ({"window_days": 0}, "0 is less than the minimum of 1 in config['window_days']"),
     ],

@@ -33,7 +33,9 @@ def call(n: int) -> dict[str, object]:
     return {"startDate": f"2024-01-01 10:{n:02d}:00", "caller": f"06000000{n:02d}", "duration": 1}
 
 
-def sync_one_day(body: dict[str, object], **config: object) -> tuple[list[dict[str, t.Any]], int]:
+def sync_one_day(
+    body: dict[str, object], **config: object
+) -> tuple[list[dict[str, t.Any]], int, TapOptico]:
     """The calls records of 2024-01-01 from an API answering `body`, and the requests sent."""
     tap = TapOptico(
         config={
@@ -46,28 +48,35 @@ def sync_one_day(body: dict[str, object], **config: object) -> tuple[list[dict[s
     )
     with requests_mock.Mocker() as mock:
         mock.get(URL, json=body)
-        records = [r for r in tap.streams["calls"].get_records(None) if isinstance(r, dict)]
-    return records, mock.call_count
+        stream = tap.streams["calls"]
+        records = [r for r in stream.get_records({"account": "default"}) if isinstance(r, dict)]
+    return records, mock.call_count, tap
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
-def test_a_window_short_of_total_results_is_read_again_then_warned(caplog, capsys, concurrency):
+def test_a_window_short_of_total_results_is_read_again_then_left_unpassed(
+    caplog, capsys, concurrency
+):
     short = {"status": "OK", "totalResults": 3, "results": [call(1), call(2)]}
     with caplog.at_level(logging.INFO):
-        records, requests = sync_one_day(short, max_concurrent_requests=concurrency)
+        records, requests, tap = sync_one_day(short, max_concurrent_requests=concurrency)
     assert requests == 2, "read once more, not forever"
     assert len(records) == 4, "both reads are emitted; targets upsert on call_id"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("received 2 rows but the API announced 3; re-reading" in w for w in warnings)
-    assert any("received 2 rows but the API announced 3, again; moving on" in w for w in warnings)
+    assert tap.has_failed("default"), "the account's sync stops at the short window"
     states = [
         json.loads(line) for line in capsys.readouterr().out.splitlines() if '"STATE"' in line
     ]
-    assert states, "the window still completes and the bookmark moves on"
+    assert not any(
+        "replication_key_value" in p
+        for s in states
+        for p in s["value"]["bookmarks"]["calls"].get("partitions", [])
+    ), "the bookmark never passes a window that stays short"
 
 
 def test_a_window_that_matches_total_results_is_read_once():
     full = {"status": "OK", "totalResults": 2, "results": [call(1), call(2)]}
-    records, requests = sync_one_day(full)
+    records, requests, _ = sync_one_day(full)
     assert requests == 1
     assert [r["caller"] for r in records] == ["0600000001", "0600000002"]

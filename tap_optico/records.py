@@ -1,4 +1,4 @@
-"""Where an API call becomes a record: field names, value types, times and `call_id`.
+"""Where an API row becomes a record: field names, value types, times and `call_id`.
 
 The API's two documents disagree on names (snake_case in the original, camelCase
 in the 2026 reference) and types (PHP-style strings such as "1", "12.50", "" or
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import math
 import re
@@ -18,6 +19,8 @@ import typing as t
 import zoneinfo
 
 import msgspec
+
+from tap_optico.errors import UnexpectedAnswerError
 
 # Output name -> JSON type, in the order the API documents them.
 STRING_FIELDS = (
@@ -56,6 +59,8 @@ ALIASES: dict[str, str] = {
 _TRUE = frozenset({"1", "true", "yes", "oui", "on"})
 _FALSE = frozenset({"0", "false", "no", "non", "off", ""})
 _UTC = dt.timezone.utc
+# Integers a target's BIGINT (and msgspec) can hold.
+_MAX_INTEGER = 2**63
 # The API's documented form; minutes and seconds are the same in UTC for whole-hour offsets.
 _LOCAL = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:[0-5]\d:[0-5]\d")
 
@@ -128,15 +133,13 @@ class Coercer:
         if value is None or value == "":
             return None
         number = _finite(value)
-        if number is not None and number.is_integer():
+        if number is not None and number.is_integer() and abs(number) < _MAX_INTEGER:
             return int(number)
         self.bad(field, value)
         return None
 
     def number(self, field: str, value: t.Any) -> float | None:
         """Numbers and their strings, French decimal comma included ("12,50"); "" is null."""
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
         if value is None or value == "":
             return None
         number = _finite(value)
@@ -196,10 +199,16 @@ class LocalTimes:
         return parsed.astimezone(_UTC).replace(microsecond=0).isoformat(), local
 
     def _utc_hour_prefix(self, hour: str) -> str | None:
-        """The UTC "YYYY-MM-DDTHH" of a local hour; None if the offset is not whole hours."""
+        """The UTC "YYYY-MM-DDTHH" of a local hour; None unless one whole-hour offset holds.
+
+        Some zones change offset off the hour (America/Goose_Bay at 00:01 until 2011):
+        such an hour, like any offset not in whole hours, is converted value by value.
+        """
         local = dt.datetime.fromisoformat(f"{hour}:00:00").replace(tzinfo=self.zone)
         offset = local.utcoffset()
         if offset is None or offset.total_seconds() % 3600:
+            return None
+        if (local + dt.timedelta(minutes=59, seconds=59)).utcoffset() != offset:
             return None
         return local.astimezone(_UTC).strftime("%Y-%m-%dT%H")
 
@@ -245,9 +254,65 @@ _SNIFF_BYTES = 4096
 
 
 def rows(results: bytes | msgspec.Raw) -> list[dict[str, t.Any]]:
-    """The rows of a page as plain objects; PHP may encode a list with gaps as an object."""
-    decoded = _ANY_PAGE.decode(results)
-    return list(decoded.values()) if isinstance(decoded, dict) else decoded
+    """The rows of a page as plain objects; PHP may encode a list with gaps as an object.
+
+    `null` is an empty page. Numbers beyond a double (1e400) are read as infinite,
+    then nulled by the coercions.
+
+    Raises:
+        UnexpectedAnswerError: the results are not a list of objects.
+    """
+    if bytes(results).strip() in (b"null", b""):
+        return []
+    try:
+        try:
+            decoded = _ANY_PAGE.decode(results)
+        except msgspec.ValidationError as exc:
+            if "out of range" not in str(exc):
+                raise
+            decoded = json.loads(bytes(results), parse_float=_float_or_text, parse_int=_int_or_text)
+    except (msgspec.ValidationError, ValueError, RecursionError) as exc:
+        msg = f"unexpected answer: the results are not a list of calls ({_reason(exc)})"
+        raise UnexpectedAnswerError(msg) from None
+    found = list(decoded.values()) if isinstance(decoded, dict) else decoded
+    if not isinstance(found, list) or not all(isinstance(row, dict) for row in found):
+        msg = "unexpected answer: the results are not a list of objects"
+        raise UnexpectedAnswerError(msg)
+    return found
+
+
+def _float_or_text(text: str) -> float | str:
+    """A JSON number as a float, or as its text if no double holds it (then coerced to null)."""
+    number = float(text)
+    return number if math.isfinite(number) else text
+
+
+def _int_or_text(text: str) -> int | str:
+    """A JSON integer, or its text if no BIGINT holds it (then coerced to null)."""
+    number = int(text)
+    return number if abs(number) < _MAX_INTEGER else text
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deep"
+    return str(exc).splitlines()[0][:100]
+
+
+def daily_records(results: bytes | msgspec.Raw, coerce: Coercer) -> list[dict[str, t.Any]]:
+    """The `daily_calls` records of one page: day totals, the date kept as YYYY-MM-DD."""
+    records = []
+    for row in rows(results):
+        day = coerce.string("date", row.get("date"))
+        records.append(
+            {
+                "date": day[:10] if day else None,
+                "calls": coerce.integer("calls", row.get("calls")),
+                "duration": coerce.integer("duration", row.get("duration")),
+                "revenue": coerce.number("revenue", row.get("revenue")),
+            }
+        )
+    return records
 
 
 class CallRecords:
@@ -278,7 +343,7 @@ class CallRecords:
         decoder = _CAMEL_PAGE if b'"startDate"' in head else _SNAKE_PAGE
         try:
             calls = decoder.decode(results)
-        except msgspec.ValidationError:
+        except (msgspec.ValidationError, RecursionError):
             return [self.record(row) for row in rows(results)]
         records = []
         for call in calls:

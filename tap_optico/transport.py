@@ -1,0 +1,117 @@
+"""The HTTP transport under the streams' session: bounded answers and a shared pause.
+
+requests' timeout bounds each socket read, not an answer: a server dripping a body
+byte by byte is never timed out, and a huge body is read whole into memory. The
+adapter mounted on the session reads every body itself, against a deadline and a
+size cap. It also holds the pause that a 429 or an overload imposes on every
+worker, and turns every transport failure into a requests exception whose text
+quotes no URL (the key travels in the query string).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import typing as t
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+if t.TYPE_CHECKING:
+    from collections.abc import Mapping
+
+# A page of 5000 calls is about 4 MB; anything far larger is not the Data API.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_CHUNK = 256 * 1024
+
+
+class TransportTimeoutError(requests.Timeout):
+    """No whole answer in time; the text is ours and quotes no URL."""
+
+
+class TransportError(requests.ConnectionError):
+    """The connection failed or the answer was too large; the text is ours."""
+
+
+class _TooLargeError(Exception):
+    """The body passed MAX_BODY_BYTES."""
+
+
+class Throttle:
+    """A pause shared by every worker: one 429 or overload slows them all down."""
+
+    def __init__(self) -> None:
+        """No pause at first."""
+        self._lock = threading.Lock()
+        self._until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request for at least this long from now."""
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + seconds)
+
+    def wait(self) -> None:
+        """Sleep until the shared pause is over."""
+        while (delay := self._until - time.monotonic()) > 0:
+            time.sleep(delay)
+
+
+class BoundedAdapter(HTTPAdapter):
+    """An adapter whose answers arrive whole within `deadline` seconds, or fail."""
+
+    def __init__(self, deadline: float, throttle: Throttle, pool_size: int) -> None:
+        """Bound every answer to `deadline` seconds and MAX_BODY_BYTES."""
+        super().__init__(pool_maxsize=pool_size)
+        self.deadline = deadline
+        self.throttle = throttle
+
+    def send(  # type: ignore[override]
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | None = None,
+        verify: bool | str = True,
+        cert: t.Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Send after the shared pause; read the body within the deadline.
+
+        Raises:
+            requests.Timeout: no whole answer within the deadline.
+            requests.ConnectionError: the connection failed (the text names no URL).
+        """
+        self.throttle.wait()
+        started = time.monotonic()
+        failure: requests.RequestException | None = None
+        try:
+            response = super().send(
+                request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+            )
+            if not stream:
+                response.raw = io.BytesIO(self._read(response.raw, started + self.deadline))
+        except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+            failure = TransportTimeoutError(f"no whole answer within {self.deadline:g}s")
+        except _TooLargeError:
+            failure = TransportError(f"an answer larger than {MAX_BODY_BYTES // 2**20} MiB")
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            failure = TransportError(f"connection failed ({type(exc).__name__})")
+        # Raised outside the except blocks, so no exception chain carries the URL.
+        if failure is not None:
+            raise failure
+        return response
+
+    def _read(self, raw: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+        """The whole body, decoded, or Timeout past the deadline; the connection is released."""
+        body = bytearray()
+        try:
+            while chunk := raw.read1(_CHUNK, decode_content=True):
+                body += chunk
+                if time.monotonic() > deadline:
+                    raise requests.Timeout
+                if len(body) > MAX_BODY_BYTES:
+                    raise _TooLargeError
+        finally:
+            raw.release_conn()
+        return bytes(body)
