@@ -18,6 +18,8 @@ import datetime as dt
 import logging
 import typing as t
 
+from typing_extensions import override
+
 from tap_optico.errors import OpticoError
 
 if t.TYPE_CHECKING:
@@ -44,6 +46,7 @@ class StateError(OpticoError):
 
 
 class _DropUnsortedWarning(logging.Filter):
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(_UNSORTED_WARNING)
 

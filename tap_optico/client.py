@@ -97,6 +97,7 @@ class Query(t.NamedTuple):
     account: str
     window: Window
 
+    @override
     def __str__(self) -> str:
         """The window as the API's start_date..end_date."""
         return str(self.window)

@@ -16,6 +16,7 @@ import sys
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib import Message, SingerMessageType
+from typing_extensions import override
 
 BLOCK_BYTES = 256 * 1024
 
@@ -29,6 +30,7 @@ class BufferedWriter(MsgSpecWriter):
         self._block = bytearray()
         atexit.register(self.flush)
 
+    @override
     def write_message(self, message: Message) -> None:
         """Add one message to the block; write the block out when full or not a record."""
         block = self._block

@@ -12,6 +12,8 @@ import logging
 import re
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
+from typing_extensions import override
+
 MASK = "***"
 MIN_LENGTH = 4
 # A run this long of the key's characters is masked wherever it appears: an error
@@ -85,6 +87,7 @@ class RedactingFilter(logging.Filter):
         super().__init__()
         self.redactor = redactor
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record in place; never drop it."""
         message = record.getMessage()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
+from typing_extensions import override
 
 DEFAULT_API_URL = "https://www.optico.fr/data-api"
 DEFAULT_ACCOUNT_NAME = "default"
@@ -208,6 +209,7 @@ class Account:
     name: str
     api_key: str = ""
 
+    @override
     def __repr__(self) -> str:
         """Name only: the key never reaches a log through a repr."""
         return f"Account({self.name!r})"

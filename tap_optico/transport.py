@@ -18,6 +18,7 @@ import typing as t
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from typing_extensions import override
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -67,6 +68,7 @@ class BoundedAdapter(HTTPAdapter):
         self.deadline = deadline
         self.throttle = throttle
 
+    @override
     def send(  # type: ignore[override]
         self,
         request: requests.PreparedRequest,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from typing_extensions import override
+
 
 @dataclass(frozen=True, order=True)
 class Window:
@@ -13,6 +15,7 @@ class Window:
     start: dt.date
     end: dt.date
 
+    @override
     def __str__(self) -> str:
         """Render as the API's own start_date..end_date."""
         return f"{self.start.isoformat()}..{self.end.isoformat()}"

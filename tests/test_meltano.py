@@ -45,7 +45,7 @@ LOOKBACK = 3
 # target's session to UTC; without that PostgreSQL would convert to this zone).
 FOREIGN_TZ = "Pacific/Auckland"
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
 
 def meltano_executable() -> str:
@@ -167,7 +167,7 @@ class Warehouse:
 
     def calls(self) -> dict[str, dict[str, t.Any]]:
         """Every calls row by call_id, in the shape of tests.expected.record."""
-        columns = ["call_id", "start_date", *RECORD_FIELDS, "additional_fields"]
+        columns = ["account", "call_id", "start_date", *RECORD_FIELDS, "additional_fields"]
         rows = self.query(f'select {", ".join(columns)} from "{{schema}}".calls')
         out: dict[str, dict[str, t.Any]] = {}
         for row in rows:
@@ -181,12 +181,15 @@ class Warehouse:
         return out
 
     def daily(self) -> dict[str, dict[str, t.Any]]:
-        rows = self.query('select date, calls, duration, revenue from "{schema}".daily_calls')
+        rows = self.query(
+            'select account, date, calls, duration, revenue from "{schema}".daily_calls'
+        )
         out = {}
-        for day, calls, duration, revenue in rows:
+        for account, day, calls, duration, revenue in rows:
             key = day.isoformat() if isinstance(day, dt.date) else str(day)
             assert key not in out, f"duplicate daily_calls date {key}"
             out[key] = {"date": key, "calls": calls, "duration": duration, "revenue": revenue}
+            out[key]["account"] = account
             out[key]["revenue"] = float(revenue) if revenue is not None else None
         return out
 
@@ -219,7 +222,7 @@ def truth_by_id(calls: t.Iterable[t.Mapping[str, t.Any]]) -> dict[str, dict[str,
 
 
 def daily_by_date(rows: t.Iterable[t.Mapping[str, t.Any]]) -> dict[str, dict[str, t.Any]]:
-    return {r["date"]: dict(r) for r in rows}
+    return {r["date"]: r for r in expected.daily(rows)}
 
 
 def local_day(utc_value: str) -> dt.date:

@@ -586,3 +586,5 @@ def test_cli_serves_until_interrupted(signum: signal.Signals) -> None:
     finally:
         proc.send_signal(signum)
         assert proc.wait(timeout=10) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()
