@@ -118,3 +118,25 @@ def _write(content: dict[str, t.Any]) -> str:
     os.close(handle)
     Path(path).write_text(json.dumps(content))
     return path
+
+
+def tap_command(
+    config: dict[str, t.Any] | str,
+    *,
+    state: dict[str, t.Any] | str | None = None,
+    catalog: dict[str, t.Any] | None = None,
+    args: t.Sequence[str] = (),
+) -> list[str]:
+    """The command line run_tap runs; a str config or state is a path (or `ENV`) used as is."""
+    command = [*TAP, "--config", config if isinstance(config, str) else _write(config), *args]
+    if state is not None:
+        command += ["--state", state if isinstance(state, str) else _write(state)]
+    if catalog is not None:
+        command += ["--catalog", _write(catalog)]
+    return command
+
+
+def parse_run(returncode: int, stdout: str, stderr: str) -> TapRun:
+    """A finished run, its stdout read as Singer messages as run_tap reads them."""
+    messages = [json.loads(line) for line in stdout.splitlines() if line.strip().startswith("{")]
+    return TapRun(returncode, stdout, stderr, messages)
