@@ -159,7 +159,7 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def _later(what: str, wait: float) -> str:
     if math.isinf(wait):
-        return f"{what} with Retry-After asking to wait indefinitely; retry later"
+        return f"{what} with Retry-After: inf, asking to wait indefinitely; retry later"
     try:
         when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=wait)
         at = f"after {when:%Y-%m-%d %H:%M} UTC"

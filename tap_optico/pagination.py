@@ -94,8 +94,15 @@ class NextPagePaginator(BaseAPIPaginator[int]):
         if number == 1:
             self.total = page.total
             if page.total is not None and page.total > MAX_PAGES * self.page_size:
-                self._stop(page, f"announces {page.total} results, more than {MAX_PAGES} pages")
-        following = next_page_number(page.next_page)
+                self._stop(
+                    page,
+                    f"total_results {page.total} is more than {MAX_PAGES} pages of "
+                    f"{self.page_size}; lower window_days or raise page_size",
+                )
+        try:
+            following = next_page_number(page.next_page)
+        except PaginationError as exc:
+            self._stop(page, str(exc))
         if following is None:
             return None
         if following != number + 1:

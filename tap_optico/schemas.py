@@ -14,7 +14,7 @@ ACCOUNT = th.Property(
     "account",
     th.StringType,
     required=True,
-    description="Name of the Optico account (`accounts[].name`, or `account_name` with `api_key`).",
+    description="Name of the Optico account: `accounts[].name`, or `account_name` for a single key.",
 )
 
 CALLS = th.PropertiesList(

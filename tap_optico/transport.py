@@ -105,7 +105,11 @@ class BoundedAdapter(HTTPAdapter):
         return response
 
     def _read(self, raw: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
-        """The whole body, decoded, or Timeout past the deadline; the connection is released."""
+        """The whole body, decoded, or Timeout past the deadline.
+
+        A body read whole hands its connection back to the pool; one cut short closes it
+        (its unread rest would be taken for the next answer).
+        """
         body = bytearray()
         try:
             while chunk := raw.read1(_CHUNK, decode_content=True):
@@ -114,6 +118,9 @@ class BoundedAdapter(HTTPAdapter):
                     raise requests.Timeout
                 if len(body) > MAX_BODY_BYTES:
                     raise _TooLargeError
+        except BaseException:
+            raw.close()
+            raise
         finally:
             raw.release_conn()
         return bytes(body)

@@ -136,6 +136,9 @@ class Tap:
         elapsed = time.monotonic() - self.started
         for thread in self._threads:
             thread.join(5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
         stdout, stderr = "".join(self._out), "".join(self._err)
         if hung:
             pytest.fail(
