@@ -14,7 +14,7 @@ ACCOUNT = th.Property(
     "account",
     th.StringType,
     required=True,
-    description="Name of the Optico account: `accounts[].name`, or `account_name` for a single key.",
+    description="The Optico account: `accounts[].name`, or `account_name` for a single key.",
 )
 
 CALLS = th.PropertiesList(
