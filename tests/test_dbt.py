@@ -7,9 +7,10 @@ per account, local day and source; per source and keyword; per caller. The local
 from the sandbox's own local times, so they check the models' UTC-to-local conversion too,
 across the change to summer time on 2024-03-31.
 
-The same tests prove that the models take both shapes of the loaded tables (no `account`
-column, as today; an `account` column, as multi-account loads write them), and that a lost
-or a duplicated call fails the build.
+The same tests prove that the models take both shapes of the loaded tables (the tap's
+`account` column, one account or several sharing call_ids; and tables without the column,
+as earlier versions of the tap loaded them), and that a lost or a duplicated call fails the
+build.
 
 PostgreSQL comes from TAP_OPTICO_TEST_POSTGRES_URL, as in tests/test_meltano.py (skipped
 without it, failed when TAP_OPTICO_REQUIRE_POSTGRES=1). dbt writes its artifacts and logs
@@ -48,6 +49,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::ResourceWarni
 __all__ = ["postgres_url"]  # the fixture, shared with tests/test_meltano.py
 
 PLUGINS = ("tap-optico", "target-postgres", "target-duckdb", "dbt-postgres", "dbt-duckdb")
+ACCOUNTS = ["north", "south"]
 ANSWERED = "succès"  # the sandbox's answered status (sandbox/optico_sandbox/data.py)
 
 
@@ -254,9 +256,18 @@ def postgres_rows(warehouse: Warehouse) -> dict[str, list[t.Sequence[t.Any]]]:
 def test_postgres_marts_equal_the_truth_and_a_lost_call_fails_the_build(
     postgres_url, analytics, meltano_dbt, make_sandbox, tmp_path
 ):
-    sb = make_sandbox(calls=3000, start_date="2024-01-01", end_date="2024-03-31", seed=51)
+    sb = make_sandbox(calls=2000, start_date="2024-01-01", end_date="2024-03-31", seed=51)
+    # Two accounts of the same (sandbox) data: the same call_ids in both, so every key must
+    # hold the account.
+    accounts = [{"name": name, "api_key": sb.api_key} for name in ACCOUNTS]
+    tap = {k: v for k, v in tap_env(sb).items() if k != "TAP_OPTICO_API_KEY"}
     # PGTZ (far from UTC) reaches dbt: the models must not depend on the session's zone.
-    env = {**tap_env(sb), **analytics.env, **dbt_env(tmp_path)}
+    env = {
+        **tap,
+        "TAP_OPTICO_ACCOUNTS": json.dumps(accounts),
+        **analytics.env,
+        **dbt_env(tmp_path),
+    }
     assert env["PGTZ"] == FOREIGN_TZ
     meltano_dbt.run(
         "run",
@@ -278,7 +289,8 @@ def test_postgres_marts_equal_the_truth_and_a_lost_call_fails_the_build(
         "optico_between_optico_calls_daily_answer_rate__1__0",
     ):
         assert statuses[test] == "pass", test
-    check_marts(postgres_rows(analytics), sb.truth_calls(), ["default"])
+    assert analytics.count("calls") == 2 * 2000
+    check_marts(postgres_rows(analytics), sb.truth_calls(), ACCOUNTS)
 
     # A call lost between the API and the warehouse: the reconciliation with the API's
     # daily totals fails the build.
@@ -327,6 +339,7 @@ def test_duckdb_marts_equal_the_truth_with_and_without_an_account_column(
     database = tmp_path / "warehouse.duckdb"
     env = {
         **tap_env(sb),
+        "TAP_OPTICO_ACCOUNT_NAME": "acme",
         "TARGET_DUCKDB_PATH": str(database),
         "TARGET_DUCKDB_DEFAULT_TARGET_SCHEMA": "optico",
         # Not UTC on purpose: DuckDB's session zone must not matter either.
@@ -342,50 +355,43 @@ def test_duckdb_marts_equal_the_truth_with_and_without_an_account_column(
         "dbt-duckdb:build",
         env=env,
     )
-    statuses = results(tmp_path)
-    assert set(statuses.values()) == {"success", "pass"}, statuses
+    assert set(results(tmp_path).values()) == {"success", "pass"}, results(tmp_path)
     calls = sb.truth_calls()
     queries = {name: sql.format(schema="optico_analytics") for name, sql in MART_QUERIES.items()}
-    check_marts(duckdb_sql(meltano_dbt, database, queries), calls, ["default"])
+    check_marts(duckdb_sql(meltano_dbt, database, queries), calls, ["acme"])
 
-    # The multi-account shape: an `account` column, the same calls in two accounts (same
-    # call_ids, so the key must be the pair). The column wins over DBT_OPTICO_ACCOUNT.
-    columns = "calls.*, account"
+    # Tables without the `account` column: every row gets the optico_account var.
     duckdb_sql(
         meltano_dbt,
         database,
         {
-            "schema": "create schema multi",
-            "calls": f"create table multi.calls as select {columns} from optico.calls,"
-            " (values ('north'), ('south')) as accounts(account)",
-            "daily": "create table multi.daily_calls as select daily_calls.*, account"
-            " from optico.daily_calls, (values ('north'), ('south')) as accounts(account)",
+            "schema": "create schema bare",
+            "calls": "create table bare.calls as select * exclude (account) from optico.calls",
+            "daily": "create table bare.daily_calls as"
+            " select * exclude (account) from optico.daily_calls",
         },
         write=True,
     )
-    multi = {
+    bare = {
         **env,
-        "DBT_OPTICO_SCHEMA": "multi",
-        "DBT_DUCKDB_SCHEMA": "multi_analytics",
-        "DBT_OPTICO_ACCOUNT": "ignored",
+        "DBT_OPTICO_SCHEMA": "bare",
+        "DBT_DUCKDB_SCHEMA": "bare_analytics",
+        "DBT_OPTICO_ACCOUNT": "solo",
     }
-    meltano_dbt.run("invoke", "dbt-duckdb:build", env=multi)
+    meltano_dbt.run("invoke", "dbt-duckdb:build", env=bare)
     assert set(results(tmp_path).values()) == {"success", "pass"}
-    queries = {name: sql.format(schema="multi_analytics") for name, sql in MART_QUERIES.items()}
-    check_marts(duckdb_sql(meltano_dbt, database, queries), calls, ["north", "south"])
+    queries = {name: sql.format(schema="bare_analytics") for name, sql in MART_QUERIES.items()}
+    check_marts(duckdb_sql(meltano_dbt, database, queries), calls, ["solo"])
 
-    # A call loaded twice into one account fails the build at the staging key (the marts
-    # and the reconciliation downstream of it are then skipped).
+    # A call loaded twice fails the build at the staging key (the marts and the
+    # reconciliation downstream of it are then skipped).
     duckdb_sql(
         meltano_dbt,
         database,
-        {
-            "dup": "insert into multi.calls select * from multi.calls where account = 'north'"
-            " order by call_id limit 1"
-        },
+        {"dup": "insert into bare.calls select * from bare.calls order by call_id limit 1"},
         write=True,
     )
-    failed = meltano_dbt.attempt("invoke", "dbt-duckdb:build", env=multi)
+    failed = meltano_dbt.attempt("invoke", "dbt-duckdb:build", env=bare)
     assert failed.returncode != 0
     statuses = results(tmp_path)
     assert statuses["optico_unique_key_stg_optico__calls_account__call_id"] == "fail"
