@@ -426,10 +426,14 @@ class OpticoStream(RESTStream[int], abc.ABC):
             walk = self._walk = RequestsAhead(
                 self.fetch, self.get_new_paginator, queries, self.settings.concurrency
             )
-        for response in walk.pages(query, again=again):
-            assert walk.paginator is not None
-            self._paginator = walk.paginator
-            yield from self.parse_response(response)
+        # The SDK's own request counter, one per query as its request_records keeps one.
+        with self.get_http_request_counter() as counter:
+            counter.with_context(self._context(query))
+            for response in walk.pages(query, again=again):
+                counter.increment()
+                assert walk.paginator is not None
+                self._paginator = walk.paginator
+                yield from self.parse_response(response)
 
     def fetch(self, query: Query, page: int) -> requests.Response:
         """One page, retried as the SDK's loop retries it (runs in a worker thread)."""
