@@ -588,3 +588,159 @@ def test_cli_serves_until_interrupted(signum: signal.Signals) -> None:
         assert proc.wait(timeout=10) == 0
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+# ---------------------------------------------------------------- several accounts
+
+KEY_B, KEY_C = "key-bravo", "key-charlie"
+
+
+def accounts_sandbox(make_sandbox: MakeSandbox) -> Sandbox:
+    return make_sandbox(
+        calls=300,
+        seed=1,
+        accounts={
+            KEY_B: {"calls": 1200, "seed": 2},
+            KEY_C: {"calls": 80, "seed": 3, "start_date": "2024-02-01", "end_date": "2024-02-29"},
+        },
+    )
+
+
+def test_each_key_is_an_account_with_calls_of_its_own(make_sandbox: MakeSandbox) -> None:
+    sb = accounts_sandbox(make_sandbox)
+    assert sb.api_keys == [KEY, KEY_B, KEY_C]
+    assert [data(sb, api_key=k)["totalResults"] for k in sb.api_keys] == [300, 1200, 80]
+    assert sb.truth_calls() == sb.truth_calls(api_key=KEY), "the default account is api_key's"
+    truths = {k: sb.truth_calls(api_key=k) for k in sb.api_keys}
+    assert [len(v) for v in truths.values()] == [300, 1200, 80]
+    keys = [{truth_key(c) for c in calls} for calls in truths.values()]
+    assert len(set().union(*keys)) == sum(map(len, keys)), "no call shared between accounts"
+    assert {c["start_date"][:7] for c in truths[KEY_C]} == {"2024-02"}, "its own range"
+    served = data(sb, api_key=KEY_B, limit=5000)["results"]
+    assert sorted(key_of(c) for c in served) == sorted(truth_key(c) for c in truths[KEY_B])
+    assert sb.store_for(KEY_C).count == 80
+    assert sb.total_calls == 300
+
+
+def test_per_account_daily_truth(make_sandbox: MakeSandbox) -> None:
+    sb = accounts_sandbox(make_sandbox)
+    for key in sb.api_keys:
+        rows = data(sb, api_key=key, group_by_day="true", limit=5000)["results"]
+        assert sorted(rows, key=lambda r: r["date"]) == sb.truth_daily(api_key=key)
+    assert sum(r["calls"] for r in sb.truth_daily(api_key=KEY_B)) == 1200
+    assert sb.truth_daily("2024-02-01", "2024-02-10", api_key=KEY_C) == [
+        r for r in sb.truth_daily(api_key=KEY_C) if r["date"] <= "2024-02-10"
+    ]
+
+
+def test_an_unknown_key_is_refused_among_several(make_sandbox: MakeSandbox) -> None:
+    sb = accounts_sandbox(make_sandbox)
+    assert get(sb, api_key="key-delta").json() == {"status": "ERROR", "errors": ["Invalid api key"]}
+    assert [r.account for r in sb.requests] == [None]
+    with pytest.raises(KeyError):
+        sb.truth_calls(api_key="key-delta")
+
+
+def test_mutations_touch_one_account_only(make_sandbox: MakeSandbox) -> None:
+    sb = accounts_sandbox(make_sandbox)
+    before = {k: sb.truth_calls(api_key=k) for k in sb.api_keys}
+    data(sb, api_key=KEY_B)  # fills the body cache: mutations must clear it
+    added = sb.add_calls(7, "2024-03-01", "2024-03-02", api_key=KEY_B)
+    changed = sb.update_calls(5, api_key=KEY_B)
+    inserted = sb.insert_call("2024-03-15 10:00:00", api_key=KEY_B, status="occupé")
+    assert data(sb, api_key=KEY_B)["totalResults"] == 1200 + 7 + 1
+    assert sb.truth_calls(api_key=KEY) == before[KEY]
+    assert sb.truth_calls(api_key=KEY_C) == before[KEY_C]
+    bravo = {truth_key(c): c for c in sb.truth_calls(api_key=KEY_B)}
+    for call in [*added, *changed, inserted]:
+        assert bravo[truth_key(call)] == call
+    # Without api_key, the mutations go to the default account, as before.
+    sb.add_calls(2)
+    assert sb.total_calls == 302
+    assert len(sb.truth_calls(api_key=KEY_B)) == 1208
+
+
+def test_accounts_are_deterministic_and_can_be_added_later(make_sandbox: MakeSandbox) -> None:
+    one, two = accounts_sandbox(make_sandbox), accounts_sandbox(make_sandbox)
+    for key in one.api_keys:
+        assert one.truth_calls(api_key=key) == two.truth_calls(api_key=key)
+    late = make_sandbox(calls=10)
+    late.add_account("key-late", calls=40, seed=9)
+    late.add_account("key-derived")  # no seed: one derived from the key
+    assert data(late, api_key="key-late")["totalResults"] == 40
+    derived = late.truth_calls(api_key="key-derived")
+    assert len(derived) == 1000
+    assert {truth_key(c) for c in derived}.isdisjoint(truth_key(c) for c in late.truth_calls())
+    with pytest.raises(ValueError, match="already"):
+        late.add_account("key-late")
+
+
+def test_request_log_tells_accounts_apart_without_keys(make_sandbox: MakeSandbox) -> None:
+    sb = accounts_sandbox(make_sandbox)
+    for key in (KEY_C, KEY, KEY_B, "nobody"):
+        get(sb, api_key=key)
+    assert [r.account for r in sb.requests] == [2, 0, 1, None]
+    assert [sb.account_of(k) for k in sb.api_keys] == [0, 1, 2]
+    assert all(r.params["api_key"] == "***" for r in sb.requests)
+    assert not any(k in repr(sb.requests) for k in sb.api_keys)
+
+
+def test_a_fault_can_target_one_account(make_sandbox: MakeSandbox) -> None:
+    sb = accounts_sandbox(make_sandbox)
+    sb.add_fault("http503", api_key=KEY_B)
+    sb.add_fault("cannot_handle", first=1, api_key=KEY_C)
+    assert [get(sb, api_key=KEY_B).status_code for _ in range(3)] == [503, 503, 503]
+    assert get(sb, api_key=KEY).status_code == 200
+    assert get(sb, api_key=KEY_C).json()["errors"] == ["Cannot handle request"]
+    assert data(sb, api_key=KEY_C)["totalResults"] == 80
+    assert [(r.account, r.fault) for r in sb.requests] == [
+        (1, "http503"),
+        (1, "http503"),
+        (1, "http503"),
+        (0, None),
+        (2, "cannot_handle"),
+        (2, None),
+    ]
+    with pytest.raises(KeyError):
+        sb.add_fault("http500", api_key="nobody")
+
+
+def test_verbose_mode_masks_every_account_key(
+    make_sandbox: MakeSandbox, capfd: pytest.CaptureFixture[str]
+) -> None:
+    sb = make_sandbox(calls=10, api_key="s3cr3t-one", verbose=True, accounts={"s3cr3t-two": {}})
+    for key in sb.api_keys:
+        requests.get(sb.url, params={"api_key": key, "type": "calls"}, timeout=10)
+    err = capfd.readouterr().err
+    assert err.count("/data-api") == 2
+    assert "s3cr3t" not in err
+
+
+def test_cli_serves_several_accounts() -> None:
+    exe = shutil.which("optico-sandbox", path=os.path.dirname(sys.executable))
+    command = [exe] if exe else [sys.executable, "-m", "optico_sandbox.cli"]
+    proc = subprocess.Popen(
+        [*command, "--port", "0", "--calls", "50", "--api-key", "cli", "--accounts", "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(5)]
+        url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("URL:"))
+        env = next(line for line in lines if line.startswith("TAP_OPTICO_ACCOUNTS="))
+        listed = json.loads(env.split("=", 1)[1].strip().strip("'"))
+        assert [a["api_key"] for a in listed] == ["cli", "cli-2", "cli-3"]
+        assert len({a["name"] for a in listed}) == 3
+        firsts = set()
+        for account in listed:
+            params = {"api_key": account["api_key"], "type": "calls", **RANGE}
+            body = requests.get(url, params=params, timeout=10).json()
+            assert body["totalResults"] == 50
+            firsts.add(body["results"][0]["caller"] + body["results"][0]["startDate"])
+        assert len(firsts) == 3, "each account its own calls"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()

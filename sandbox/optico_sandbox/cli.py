@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -29,12 +30,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--error-status", type=int, default=200, help="HTTP status of errors")
     parser.add_argument("--extra-fields", action="store_true", help="add unknown fields")
     parser.add_argument("--verbose", action="store_true", help="log requests (key masked)")
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        help="number of accounts, each with --calls calls of its own (keys KEY, KEY-2, ...)",
+    )
     return parser
+
+
+def account_keys(api_key: str, count: int) -> list[str]:
+    """The keys of ``--accounts N``: the first is ``--api-key``, then KEY-2 .. KEY-N."""
+    return [api_key] + [f"{api_key}-{n}" for n in range(2, count + 1)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, start the sandbox, print how to reach it and wait for Ctrl-C."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.accounts < 1:
+        parser.error("--accounts must be at least 1")
+    keys = account_keys(args.api_key, args.accounts)
     sandbox = Sandbox(
         calls=args.calls,
         start_date=args.start_date,
@@ -48,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_status=args.error_status,
         extra_fields=args.extra_fields,
         verbose=args.verbose,
+        # Seeds follow the first account's, so every account holds calls of its own.
+        accounts={
+            key: {"calls": args.calls, "seed": args.seed + n} for n, key in enumerate(keys) if n
+        },
     )
     stop = threading.Event()
 
@@ -65,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"URL: {sandbox.url}", flush=True)
         print(f"API key: {sandbox.api_key}", flush=True)
+        if len(keys) > 1:
+            listed = [{"name": f"account-{n}", "api_key": key} for n, key in enumerate(keys, 1)]
+            print(f"Accounts: {len(keys)}, keys {keys[0]} .. {keys[-1]}", flush=True)
+            print(f"TAP_OPTICO_ACCOUNTS='{json.dumps(listed)}'", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):
             pass

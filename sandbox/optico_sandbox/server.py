@@ -14,7 +14,9 @@ import struct
 import sys
 import threading
 import time
+import zlib
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -68,7 +70,11 @@ BODY_CACHE_BYTES = 256 * 1024 * 1024
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One request the sandbox received; the api key is always masked as ``***``."""
+    """One request the sandbox received; the api key is always masked as ``***``.
+
+    ``account`` tells accounts apart without the key: the position of the key among
+    :attr:`Sandbox.api_keys` (0 is the constructor's ``api_key``), None for an unknown key.
+    """
 
     method: str
     path: str
@@ -76,6 +82,7 @@ class RequestRecord:
     status: int | None  # None when the connection was reset without an answer
     fault: str | None
     time: float
+    account: int | None = None
 
 
 @dataclass
@@ -85,11 +92,14 @@ class _Fault:
     per: str
     retry_after: int
     seconds: float
+    account: int | None = None  # only the requests of this account (None: every request)
     seen: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
     total: int = 0
 
-    def fires(self, query: tuple[tuple[str, str], ...]) -> bool:
+    def fires(self, query: tuple[tuple[str, str], ...], account: int | None) -> bool:
         """Count the request and tell whether this fault applies to it."""
+        if self.account is not None and account != self.account:
+            return False
         self.total += 1
         count = self.seen[query] = self.seen.get(query, 0) + 1
         if self.first is None:
@@ -138,13 +148,21 @@ class Sandbox:
         error_status: int = 200,
         extra_fields: bool = False,
         verbose: bool = False,
+        accounts: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        """Generate the data now; the HTTP server only starts with :meth:`start`."""
+        """Generate the data now; the HTTP server only starts with :meth:`start`.
+
+        ``api_key`` is the default account, holding ``calls`` calls; ``accounts`` adds
+        more, each key its own account with its own calls: ``{"key-b": {"calls": 300,
+        "seed": 2}}`` (the arguments of :meth:`add_account`).
+        """
         if naming not in ("camel", "snake"):
             raise ValueError("naming must be 'camel' or 'snake'")
         if values not in ("native", "php"):
             raise ValueError("values must be 'native' or 'php'")
         self.store = CallStore(calls, start_date, end_date, seed=seed, extra_fields=extra_fields)
+        # Every account's calls by key, the default account first.
+        self._stores: dict[str, CallStore] = {api_key: self.store}
         self.naming = naming
         self.values = values
         self.api_key = api_key
@@ -161,6 +179,63 @@ class Sandbox:
         self._log: list[RequestRecord] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        for key, options in (accounts or {}).items():
+            self.add_account(key, **options)
+
+    # ------------------------------------------------------------------ accounts
+    def add_account(
+        self,
+        api_key: str,
+        *,
+        calls: int = 1000,
+        seed: int | None = None,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        extra_fields: bool | None = None,
+    ) -> CallStore:
+        """Serve another account under ``api_key``, with calls of its own.
+
+        Its range defaults to the default account's; its seed to one derived from the
+        key, so two accounts never hold the same calls unless asked to.
+        """
+        if not api_key:
+            raise ValueError("an account needs a non-empty api_key")
+        store = CallStore(
+            calls,
+            start_date or self.store.start_day.isoformat(),
+            end_date or self.store.end_day.isoformat(),
+            seed=zlib.crc32(api_key.encode()) if seed is None else seed,
+            extra_fields=self.store.extra_fields if extra_fields is None else extra_fields,
+        )
+        with self._lock:
+            if api_key in self._stores:
+                raise ValueError("this api_key already has an account")
+            self._stores[api_key] = store
+        return store
+
+    @property
+    def api_keys(self) -> list[str]:
+        """Every account's key, the default (constructor's) first, then in order of addition."""
+        with self._lock:
+            return list(self._stores)
+
+    def store_for(self, api_key: str | None = None) -> CallStore:
+        """The calls of one account (None: the default account)."""
+        with self._lock:
+            if api_key is None:
+                return self.store
+            try:
+                return self._stores[api_key]
+            except KeyError:
+                raise KeyError("no account has this api_key") from None
+
+    def account_of(self, api_key: str | None) -> int | None:
+        """The tag of an account in the request log: its key's position in :attr:`api_keys`."""
+        with self._lock:
+            for position, key in enumerate(self._stores):
+                if key == api_key:
+                    return position
+        return None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Sandbox:
@@ -245,55 +320,76 @@ class Sandbox:
         self,
         start_date: str | None = None,
         end_date: str | None = None,
+        *,
+        api_key: str | None = None,
         **filters: str,
     ) -> list[dict[str, Any]]:
-        """Every matching call, snake_case and native types, oldest first."""
+        """Every matching call of one account (default: the default one), oldest first."""
         unknown = set(filters) - set(FILTER_NAMES)
         if unknown:
             raise TypeError(f"unknown filters: {sorted(unknown)}")
         with self._lock:
+            store = self.store_for(api_key)
             first = None if start_date is None else _day(start_date)
             last = None if end_date is None else _day(end_date)
-            return list(self.store.records_at(self.store.matching(first, last, filters)))
+            return list(store.records_at(store.matching(first, last, filters)))
 
     def truth_daily(
-        self, start_date: str | None = None, end_date: str | None = None
+        self,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        *,
+        api_key: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Per-day totals (date, calls, duration, revenue), oldest first."""
+        """One account's per-day totals (date, calls, duration, revenue), oldest first."""
         with self._lock:
+            store = self.store_for(api_key)
             first = None if start_date is None else _day(start_date)
             last = None if end_date is None else _day(end_date)
-            rows = self.store.daily_rows(first, last, {})
+            rows = store.daily_rows(first, last, {})
         return [
             {"date": d, "calls": c, "duration": s, "revenue": round(r / 100, 2)}
             for d, c, s, r in rows
         ]
 
     def add_calls(
-        self, n: int, start_date: str | None = None, end_date: str | None = None
+        self,
+        n: int,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        *,
+        api_key: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Add ``n`` new calls on local days start..end (defaults: the sandbox range)."""
+        """Add ``n`` new calls to an account on local days start..end (its range by default)."""
         with self._lock:
+            store = self.store_for(api_key)
             self._forget_bodies()
-            return self.store.add_calls(
+            return store.add_calls(
                 n,
-                start_date or self.store.start_day.isoformat(),
-                end_date or self.store.end_day.isoformat(),
+                start_date or store.start_day.isoformat(),
+                end_date or store.end_day.isoformat(),
             )
 
-    def update_calls(self, n: int) -> list[dict[str, Any]]:
+    def update_calls(self, n: int, *, api_key: str | None = None) -> list[dict[str, Any]]:
         """Change status / duration / revenue of ``n`` existing calls; returns new versions."""
         with self._lock:
+            store = self.store_for(api_key)
             self._forget_bodies()
-            return self.store.update_calls(n)
+            return store.update_calls(n)
 
     def insert_call(
-        self, start_date: str = "2024-03-31 00:30:00", *, fold: int = 0, **fields: Any
+        self,
+        start_date: str = "2024-03-31 00:30:00",
+        *,
+        fold: int = 0,
+        api_key: str | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
         """Place one call at a Paris wall-clock time (``fold=1``: second autumn pass)."""
         with self._lock:
+            store = self.store_for(api_key)
             self._forget_bodies()
-            return self.store.insert_call(start_date, fold=fold, **fields)
+            return store.insert_call(start_date, fold=fold, **fields)
 
     # ------------------------------------------------------------------ faults and log
     def add_fault(
@@ -304,14 +400,24 @@ class Sandbox:
         per: Literal["query", "request"] = "query",
         retry_after: int = 1,
         seconds: float = 0.0,
+        api_key: str | None = None,
     ) -> None:
-        """Inject a fault for the first ``first`` requests (per query or overall), or all."""
+        """Inject a fault for the first ``first`` requests (per query or overall), or all.
+
+        With ``api_key`` only that account's requests see it (and are counted by it);
+        otherwise the same page of two accounts is one query (the key is not part of it).
+        """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
         if per not in ("query", "request"):
             raise ValueError("per must be 'query' or 'request'")
         with self._lock:
-            self._faults.append(_Fault(kind, first, per, retry_after, seconds))
+            account = None
+            if api_key is not None:
+                account = self.account_of(api_key)
+                if account is None:
+                    raise KeyError("no account has this api_key")
+            self._faults.append(_Fault(kind, first, per, retry_after, seconds, account))
 
     def clear_faults(self) -> None:
         """Remove every injected fault."""
@@ -333,16 +439,18 @@ class Sandbox:
         with self._lock:
             self._log.append(record)
 
-    def _pick_faults(self, params: dict[str, str]) -> tuple[float, _Fault | None]:
+    def _pick_faults(
+        self, params: dict[str, str], account: int | None
+    ) -> tuple[float, _Fault | None]:
         """Seconds of injected latency and the failing fault, counting this request."""
         query = tuple(sorted((k, v) for k, v in params.items() if k != "api_key"))
         delay = 0.0
         with self._lock:
             for fault in self._faults:
                 if fault.kind == "latency":
-                    if fault.fires(query):
+                    if fault.fires(query, account):
                         delay += fault.seconds
-                elif fault.fires(query):
+                elif fault.fires(query, account):
                     return delay, fault
         return delay, None
 
@@ -350,7 +458,10 @@ class Sandbox:
     def respond(self, params: dict[str, str], *, stuck: bool = False) -> tuple[int, dict[str, Any]]:
         """Answer one /data-api query: (HTTP status, JSON envelope)."""
         errors: list[str] = []
-        if params.get("api_key") != self.api_key:
+        key = params.get("api_key")
+        with self._lock:
+            store = None if key is None else self._stores.get(key)
+        if store is None:
             errors.append("Invalid api key")
         errors.extend(
             f"Missing parameter `{name}`"
@@ -389,11 +500,12 @@ class Sandbox:
         first, last = _day(params["start_date"]), _day(params["end_date"])
         filters = {k: params[k] for k in FILTER_NAMES if params.get(k)}
         group = params.get("group_by_day", "").lower() in ("true", "1")
+        assert store is not None
         with self._lock:
             if kind == "sms":
                 total, rows = 0, []
             elif group:
-                daily = self.store.daily_rows(first, last, filters)
+                daily = store.daily_rows(first, last, filters)
                 total = len(daily)
                 chosen = daily[::-1][(page - 1) * limit : page * limit]
                 rows = [
@@ -401,11 +513,11 @@ class Sandbox:
                     for d, c, s, r in chosen
                 ]
             else:
-                positions = self.store.matching(first, last, filters)
+                positions = store.matching(first, last, filters)
                 total = len(positions)
                 hi = max(0, total - (page - 1) * limit)
                 lo = max(0, total - page * limit)
-                rows = list(self.store.records_at(positions[lo:hi][::-1]))
+                rows = list(store.records_at(positions[lo:hi][::-1]))
         envelope: dict[str, Any] = {"status": "OK", "total_results": total}
         if stuck or page * limit < total:
             envelope["next_page"] = page + 1
@@ -429,6 +541,7 @@ class Sandbox:
         params = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         if self.latency:
             time.sleep(self.latency)
+        account = self.account_of(params.get("api_key"))
         reply: _Reply | None
         fault: _Fault | None = None
         fired: str | None = None
@@ -437,7 +550,7 @@ class Sandbox:
         elif method != "GET":
             reply = _Reply(405, b"Method Not Allowed\n", "text/plain; charset=utf-8")
         else:
-            delay, fault = self._pick_faults(params)
+            delay, fault = self._pick_faults(params, account)
             if delay:
                 time.sleep(delay)
                 fired = "latency"
@@ -457,6 +570,7 @@ class Sandbox:
                 status=None if reply is None else reply.status,
                 fault=fired,
                 time=received,
+                account=account,
             )
         )
         return reply, fired
@@ -593,6 +707,6 @@ class _Handler(BaseHTTPRequestHandler):
         message = format % args
         if self.requestline:
             message = message.replace(self.requestline, f"{self.command} {safe}")
-        if self.server.sandbox.api_key:
-            message = message.replace(self.server.sandbox.api_key, MASK)
+        for key in self.server.sandbox.api_keys:
+            message = message.replace(key, MASK)
         sys.stderr.write(f"{self.address_string()} - {message}\n")
