@@ -319,7 +319,11 @@ def _accounts(config: t.Mapping[str, t.Any]) -> tuple[tuple[Account, ...], str |
             if not entry.get("api_key"):
                 raise SettingsError(f"accounts: {name!r} has no api_key")
             found.append(Account(name, str(entry["api_key"])))
-        accounts, inheriting = tuple(found), None
+        accounts = tuple(found)
+        # Moving from api_key to accounts: the account named as the single one was keeps
+        # the bookmark of the state that single account wrote.
+        single = str(config.get("account_name") or DEFAULT_ACCOUNT_NAME)
+        inheriting = single if any(a.name == single for a in accounts) else None
     selected = config.get("select_accounts")
     if selected:
         unknown = sorted(set(selected) - {a.name for a in accounts})

@@ -133,6 +133,11 @@ class TapOptico(Tap):
         except OpticoError as exc:
             cls.logger.error("%s", redact.redact(str(exc)))
             sys.exit(1)
+        except ConfigValidationError as exc:
+            # One line, where the SDK would log each error and then a second line.
+            errors = "; ".join(exc.errors) or str(exc)
+            cls.logger.error("Config validation failed: %s", redact.redact(errors))
+            sys.exit(1)
 
     def report(self) -> None:
         """After a sync: the values emitted as null, then the accounts that failed, if any.

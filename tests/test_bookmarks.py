@@ -171,3 +171,23 @@ def test_an_unreadable_bookmark_is_refused(value):
             config={"api_key": "secret-key", "api_url": URL, "start_date": "2024-01-01"},
             state=state,
         )
+
+
+def test_moving_from_api_key_to_accounts_keeps_the_bookmark_under_the_same_name():
+    tap = TapOptico(
+        config={
+            "accounts": [
+                {"name": "default", "api_key": "key-of-before"},
+                {"name": "new-client", "api_key": "another-key"},
+            ],
+            "api_url": URL,
+            "start_date": "2024-01-01",
+            "end_date": "2024-01-05",
+            "lookback_days": 0,
+            "window_days": 1,
+        },
+        state={"bookmarks": {"calls": {"replication_key_value": JAN[3]}}},
+    )
+    plan = tap.streams["calls"].plan()  # type: ignore[attr-defined]
+    assert plan["default"][0].start == dt.date(2024, 1, 3), "the old single key's bookmark"
+    assert plan["new-client"][0].start == dt.date(2024, 1, 1), "a new account starts over"
