@@ -68,6 +68,7 @@ PG = {
 }
 ADMIN_DB = os.environ.get("TARGET_POSTGRES_DATABASE", "postgres")
 SCHEMA = "optico"  # meltano.yml's default_target_schema, and the other pipelines'
+PGTZ = {"PGTZ": "UTC"}  # as meltano.yml sets in target-postgres's environment
 
 
 def dsn(database: str) -> str:
@@ -287,6 +288,7 @@ DLT = "dlt rest_api -> postgres, dlt defaults"
 COPY = "plain requests + json + COPY, page by page"
 TAP = "tap-optico > file"
 TARGET = "target-postgres < file"
+PIPE = "tap-optico | target-postgres, no Meltano (same settings)"
 
 
 def pipelines(
@@ -371,33 +373,28 @@ def pipelines(
                 f"{' '.join(tap_cmd[:1])} | {name}",
                 database,
                 ["bash", "-o", "pipefail", "-c", pipe],
-                child_env({"PGTZ": "UTC"}),
+                child_env(PGTZ),
             )
         )
     out.append(Pipeline(TAP, "", tap_cmd, child_env(), stdout=messages))
     if halves:
+        target = project.executable("loaders", "target-postgres")
+        database = f"{db}_pipe"
+        config = project.dump(server, "config", "target-postgres", workdir / "pipe.json", database)
+        pipe = f"{' '.join(tap_cmd)} | {target} --config {config}"
+        out.append(
+            Pipeline(PIPE, database, ["bash", "-o", "pipefail", "-c", pipe], child_env(PGTZ))
+        )
         database = f"{db}_target"
-        target_cfg = project.dump(
-            server,
-            "config",
-            "target-postgres",
-            workdir / f"target-{tag}.json",
-            database,
+        config = project.dump(
+            server, "config", "target-postgres", workdir / "target.json", database
         )
         out.append(
             Pipeline(
-                TARGET,
-                database,
-                [
-                    project.executable("loaders", "target-postgres"),
-                    "--config",
-                    str(target_cfg),
-                ],
-                child_env({"PGTZ": "UTC"}),
-                stdin=messages,
+                TARGET, database, [target, "--config", str(config)], child_env(PGTZ), stdin=messages
             )
         )
-    left_out = {"dlt": {DLT}, "copy": {COPY}, "halves": {TAP, TARGET}}
+    left_out = {"dlt": {DLT}, "copy": {COPY}, "halves": {TAP, TARGET, PIPE}}
     dropped = set().union(*(left_out[name] for name in skip))
     return [item for item in out if item.name not in dropped]
 
