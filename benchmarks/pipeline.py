@@ -10,15 +10,16 @@ writing into a database of its own, dropped and created again before every run:
 - a dlt ``rest_api`` source (cursor paginator on ``nextPage``) into dlt's postgres
   destination, dlt's defaults (``--group bench`` installs dlt);
 - a plain loop: ``requests`` + ``json`` + psycopg ``COPY``, page by page;
-- the two halves of the Meltano pipeline apart: ``tap-optico > file`` and
-  ``target-postgres < file``, with the settings Meltano passes them.
+- the halves of the Meltano pipeline: ``tap-optico > file``, ``target-postgres <
+  file`` and ``tap-optico | target-postgres`` without Meltano, with the settings
+  Meltano passes them.
 
-Every figure is the median of interleaved rounds (A, B, C, A, B, C, ...), then the
-same at 300 ms of API latency. ``--variant NAME=ENV`` adds Meltano pipelines with
-settings overridden through the environment (e.g. ``copy-off=TARGET_POSTGRES_USE_COPY=false``)
-and ``--pipe NAME=EXECUTABLE`` a ``tap | target`` pipe with another target reading
-``{dsn}``-style config (used to compare pipelinewise-target-postgres). See
-benchmarks/README.md.
+Every figure is the median of interleaved rounds (A, B, C, A, B, C, ...) after one
+untimed warm-up round, then the same at 300 ms of API latency. ``--variant
+NAME=VAR=VALUE;...`` adds a Meltano pipeline with settings overridden through the
+environment (without latency), ``--pipe NAME=EXECUTABLE`` a ``tap | EXECUTABLE
+--config`` pipe for a target configured with host/port/user/password/dbname (used
+to compare pipelinewise-target-postgres). See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -515,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     project,
                     workdir,
                     tag,
-                    variants=variants,
+                    variants=variants if latency == 0 else {},
                     pipes=pipes,
                     halves=latency == 0,
                     skip=args.skip,
