@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -355,7 +356,7 @@ def pipelines(
     messages = workdir / f"messages-{tag}.jsonl"
     for name, executable in pipes.items():
         database = f"{db}_{len(out)}"
-        config = workdir / f"{name}-{tag}.json"
+        config = workdir / f"pipe{len(out)}-{tag}.json"
         config.write_text(
             json.dumps(
                 {
@@ -368,10 +369,10 @@ def pipelines(
                 }
             )
         )
-        pipe = f"{' '.join(tap_cmd)} | {executable} --config {config}"
+        pipe = f"{shlex.join(tap_cmd)} | {shlex.quote(executable)} --config {config}"
         out.append(
             Pipeline(
-                f"{' '.join(tap_cmd[:1])} | {name}",
+                f"tap-optico | {name}, no Meltano",
                 database,
                 ["bash", "-o", "pipefail", "-c", pipe],
                 child_env(PGTZ),
@@ -382,7 +383,7 @@ def pipelines(
         target = project.executable("loaders", "target-postgres")
         database = f"{db}_pipe"
         config = project.dump(server, "config", "target-postgres", workdir / "pipe.json", database)
-        pipe = f"{' '.join(tap_cmd)} | {target} --config {config}"
+        pipe = f"{shlex.join(tap_cmd)} | {shlex.quote(target)} --config {config}"
         out.append(
             Pipeline(PIPE, database, ["bash", "-o", "pipefail", "-c", pipe], child_env(PGTZ))
         )
