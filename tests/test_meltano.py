@@ -408,3 +408,24 @@ def test_duckdb_keeps_every_row_across_batches(meltano, make_sandbox, tmp_path):
     assert len(landed["ids"]) == len(truth) == 2500, f"duckdb {landed['duckdb']}"
     assert dict(landed["ids"]) == truth, "every call, start_date stored in UTC"
     assert {d: n for d, n in landed["days"]} == {r["date"]: r["calls"] for r in sb.truth_daily()}
+
+
+def test_loader_defaults_a_rerun_adds_no_row_and_times_stay_utc(
+    postgres_url, warehouse, meltano, make_sandbox
+):
+    """meltano.yml's own loader settings (chosen for speed) keep upserts and UTC times."""
+    dumped = meltano.run("invoke", "--dump=config", "target-postgres", env=warehouse.env).stdout
+    config = json.loads(dumped[dumped.index("{") :])
+    assert config["use_copy"] is True, "the test runs under the project's defaults"
+    assert config["validate_records"] is False
+    assert config["load_method"] == "upsert"
+    # Across the spring daylight-saving change (2024-03-31), in a session zone far from UTC.
+    sb = make_sandbox(calls=1500, start_date="2024-03-25", end_date="2024-04-05", seed=44)
+    env = {**tap_env(sb), **warehouse.env}
+    run = ("run", "--state-id-suffix", warehouse.schema, "tap-optico", "target-postgres")
+    truth = truth_by_id(sb.truth_calls())
+    meltano.run(*run, env=env)
+    assert warehouse.calls() == truth, "every row, every column, start_date in UTC"
+    meltano.run("run", "--full-refresh", *run[1:], env=env)
+    assert warehouse.count("calls") == len(truth) == 1500, "a re-run adds no row"
+    assert warehouse.calls() == truth
