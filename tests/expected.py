@@ -48,3 +48,14 @@ def daily(
 ) -> list[dict[str, t.Any]]:
     """The daily_calls records expected for the sandbox's per-day truth."""
     return [{**row, "account": account} for row in rows]
+
+
+def first_days(requests: t.Iterable[t.Any], account: int | None) -> dict[str, str]:
+    """The first start_date each stream asked the sandbox for, for one account's tag."""
+    out: dict[str, str] = {}
+    for request in requests:
+        if request.account == account:
+            stream = "daily_calls" if request.params.get("group_by_day") else "calls"
+            day = request.params["start_date"]
+            out[stream] = min(out.get(stream, day), day)
+    return out

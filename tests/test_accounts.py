@@ -85,14 +85,7 @@ class Trio:
 
     def first_days(self, name: str) -> dict[str, str]:
         """The first start_date each stream requested for an account."""
-        tag = self.tag(name)
-        out: dict[str, str] = {}
-        for request in self.sb.requests:
-            if request.account == tag:
-                stream = "daily_calls" if request.params.get("group_by_day") else "calls"
-                day = request.params["start_date"]
-                out[stream] = min(out.get(stream, day), day)
-        return out
+        return expected.first_days(self.sb.requests, self.tag(name))
 
 
 @pytest.fixture

@@ -92,14 +92,7 @@ class Accounts:
         return self.sb.truth_calls(day, day, api_key=self.key_of[name])
 
     def first_days(self, name: str) -> dict[str, str]:
-        tag = self.sb.account_of(self.key_of[name])
-        out: dict[str, str] = {}
-        for request in self.sb.requests:
-            if request.account == tag:
-                stream = "daily_calls" if request.params.get("group_by_day") else "calls"
-                day = request.params["start_date"]
-                out[stream] = min(out.get(stream, day), day)
-        return out
+        return expected.first_days(self.sb.requests, self.sb.account_of(self.key_of[name]))
 
 
 def calls_rows(warehouse: Warehouse) -> dict[tuple[str, str], dict[str, t.Any]]:
