@@ -10,7 +10,6 @@ quotes no URL (the key travels in the query string).
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 import typing as t
@@ -34,6 +33,25 @@ class TransportTimeoutError(requests.Timeout):
 
 class TransportError(requests.ConnectionError):
     """The connection failed or the answer was too large; the text is ours."""
+
+
+class _Body:
+    """A body already read, handed to requests in one piece and then let go.
+
+    requests reads `raw` in chunks and joins them; one chunk of the whole body joins
+    without a copy, and the body is not kept twice while the response is held.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def read(self, amt: int | None = None) -> bytes:
+        """The whole body at the first call, then nothing."""
+        data, self._data = self._data, b""
+        return data
+
+    def close(self) -> None:
+        """Nothing to close: the connection went back to the pool when the body was read."""
 
 
 class _TooLargeError(Exception):
@@ -92,7 +110,7 @@ class BoundedAdapter(HTTPAdapter):
                 request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies
             )
             if not stream:
-                response.raw = io.BytesIO(self._read(response.raw, started + self.deadline))
+                response.raw = _Body(self._read(response.raw, started + self.deadline))
         except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
             failure = TransportTimeoutError(f"no whole answer within {self.deadline:g}s")
         except _TooLargeError:
@@ -110,17 +128,18 @@ class BoundedAdapter(HTTPAdapter):
         A body read whole hands its connection back to the pool; one cut short closes it
         (its unread rest would be taken for the next answer).
         """
-        body = bytearray()
+        chunks, size = [], 0
         try:
             while chunk := raw.read1(_CHUNK, decode_content=True):
-                body += chunk
+                chunks.append(chunk)
+                size += len(chunk)
                 if time.monotonic() > deadline:
                     raise requests.Timeout
-                if len(body) > MAX_BODY_BYTES:
+                if size > MAX_BODY_BYTES:
                     raise _TooLargeError
         except BaseException:
             raw.close()
             raise
         finally:
             raw.release_conn()
-        return bytes(body)
+        return b"".join(chunks)
