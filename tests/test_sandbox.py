@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -10,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -564,30 +565,39 @@ def test_server_is_silent_and_verbose_mode_masks_the_key(
 # ---------------------------------------------------------------- command line
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_cli_serves_until_interrupted(signum: signal.Signals) -> None:
+@contextlib.contextmanager
+def sandbox_cli(
+    *args: str, lines: int, stop: signal.Signals = signal.SIGTERM
+) -> Iterator[list[str]]:
+    """`optico-sandbox ARGS` on a free port: its first output lines; it must exit 0 on `stop`."""
     exe = shutil.which("optico-sandbox", path=os.path.dirname(sys.executable))
     command = [exe] if exe else [sys.executable, "-m", "optico_sandbox.cli"]
-    proc = subprocess.Popen(
-        [*command, "--port", "0", "--calls", "200", "--api-key", "cli-key", "--naming", "snake"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = subprocess.Popen([*command, "--port", "0", *args], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
-        url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("URL:"))
+        yield [proc.stdout.readline() for _ in range(lines)]
+    finally:
+        proc.send_signal(stop)
+        assert proc.wait(timeout=10) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def url_of(lines: list[str]) -> str:
+    return next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("URL:"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_cli_serves_until_interrupted(signum: signal.Signals) -> None:
+    args = ("--calls", "200", "--api-key", "cli-key", "--naming", "snake")
+    with sandbox_cli(*args, lines=3, stop=signum) as lines:
+        url = url_of(lines)
         assert any(line.strip() == "API key: cli-key" for line in lines)
         assert url.startswith("http://127.0.0.1:")
         assert url.endswith("/data-api")
         params = {"api_key": "cli-key", "type": "calls", **RANGE}
         body = requests.get(url, params=params, timeout=10).json()
         assert body["total_results"] == 200
-    finally:
-        proc.send_signal(signum)
-        assert proc.wait(timeout=10) == 0
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 # ---------------------------------------------------------------- several accounts
@@ -717,17 +727,9 @@ def test_verbose_mode_masks_every_account_key(
 
 
 def test_cli_serves_several_accounts() -> None:
-    exe = shutil.which("optico-sandbox", path=os.path.dirname(sys.executable))
-    command = [exe] if exe else [sys.executable, "-m", "optico_sandbox.cli"]
-    proc = subprocess.Popen(
-        [*command, "--port", "0", "--calls", "50", "--api-key", "cli", "--accounts", "3"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(5)]
-        url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("URL:"))
+    args = ("--calls", "50", "--api-key", "cli", "--accounts", "3")
+    with sandbox_cli(*args, lines=5) as lines:
+        url = url_of(lines)
         env = next(line for line in lines if line.startswith("TAP_OPTICO_ACCOUNTS="))
         listed = json.loads(env.split("=", 1)[1].strip().strip("'"))
         assert [a["api_key"] for a in listed] == ["cli", "cli-2", "cli-3"]
@@ -739,8 +741,3 @@ def test_cli_serves_several_accounts() -> None:
             assert body["totalResults"] == 50
             firsts.add(body["results"][0]["caller"] + body["results"][0]["startDate"])
         assert len(firsts) == 3, "each account its own calls"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-        if proc.stdout is not None:
-            proc.stdout.close()
