@@ -61,10 +61,11 @@ def quiet_unsorted_warning() -> None:
 def bookmark(stream: Stream, context: Context, *, inherits: bool) -> str | None:
     """The account's bookmark from the incoming state, if any.
 
-    An account that `inherits` (the single `api_key` account) also reads states this
-    tap did not write in its partition: the unpartitioned bookmark of earlier versions,
-    and partitions of contexts it does not know (older SDK taps). The earliest wins, so
-    upgrading starts nobody over and skips nothing.
+    An account that `inherits` (the single `api_key` account, or the account of
+    `accounts` named as it was) also reads states this tap did not write in its
+    partition: the unpartitioned bookmark of earlier versions, and partitions of
+    contexts it does not know (older SDK taps). The earliest wins, so upgrading starts
+    nobody over and skips nothing.
     """
     partition = stream.get_context_state(context).get(VALUE)
     if partition is not None or not inherits:
@@ -83,9 +84,15 @@ def _text(stream: str, value: t.Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        msg = f"the state's {stream} bookmark {value!r} is not a date; fix or remove the state"
-        raise StateError(msg)
+        raise _unreadable(stream, value)
     return value
+
+
+def _unreadable(stream: str, value: t.Any) -> StateError:
+    text = repr(value[:40] if isinstance(value, str) else value)
+    return StateError(
+        f"the state's {stream} bookmark {text} is not a date; fix or remove the state"
+    )
 
 
 def first_day(settings: Settings, mark: str | None, stream: str) -> dt.date:
@@ -104,8 +111,7 @@ def first_day(settings: Settings, mark: str | None, stream: str) -> dt.date:
     except OverflowError:  # a bookmark near year 1 or 9999: before start_date it is
         return settings.start_date
     except ValueError:
-        msg = f"the state's {stream} bookmark {mark[:40]!r} is not a date; fix or remove the state"
-        raise StateError(msg) from None
+        raise _unreadable(stream, mark) from None
     return max(settings.start_date, day)
 
 
