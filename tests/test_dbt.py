@@ -34,7 +34,6 @@ import pytest
 from tests import expected
 from tests.test_meltano import (
     FOREIGN_TZ,
-    PROJECT,
     Meltano,
     Warehouse,
     meltano_executable,
@@ -59,20 +58,6 @@ class DbtMeltano(Meltano):
     def env(self, extra: t.Mapping[str, str]) -> dict[str, str]:
         base = super().env(extra)
         return {k: v for k, v in base.items() if not k.startswith("DBT_") or k in extra}
-
-    def attempt(
-        self, *args: str, env: t.Mapping[str, str], timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        """Run a meltano command that may fail; the caller checks the result."""
-        return subprocess.run(
-            self.command(*args),
-            cwd=PROJECT,
-            env=self.env(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
 
 
 @pytest.fixture(scope="session")

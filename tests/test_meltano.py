@@ -84,10 +84,11 @@ class Meltano:
     def command(self, *args: str) -> list[str]:
         return [self.executable, "--log-level=info", *args]
 
-    def run(
+    def attempt(
         self, *args: str, env: t.Mapping[str, str] | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
+        """Run a meltano command that may fail; the caller checks the result."""
+        return subprocess.run(
             self.command(*args),
             cwd=PROJECT,
             env=self.env(env or {}),
@@ -96,6 +97,11 @@ class Meltano:
             timeout=timeout,
             check=False,
         )
+
+    def run(
+        self, *args: str, env: t.Mapping[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        result = self.attempt(*args, env=env, timeout=timeout)
         assert result.returncode == 0, (
             f"meltano {' '.join(args)} failed ({result.returncode}):\n"
             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"

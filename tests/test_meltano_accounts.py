@@ -270,15 +270,7 @@ def test_a_refused_key_fails_the_run_and_meltano_keeps_the_others_state(
     acc.key_of["broken"] = "e2e-refused-key"
     suffix = warehouse.schema
     env = {**acc.env(), **warehouse.env}
-    failed = subprocess.run(
-        meltano.command(*run_args(suffix)),
-        cwd=PROJECT,
-        env=meltano.env(env),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
+    failed = meltano.attempt(*run_args(suffix), env=env, timeout=RUN_TIMEOUT)
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0, output[-3000:]
     assert "1 of 3 accounts failed: broken" in output
