@@ -289,9 +289,7 @@ class OpticoStream(RESTStream[int], abc.ABC):
         """One line per retry; a Retry-After or an overload pauses every worker."""
         error = details.get("exception")
         wait = float(details.get("wait") or 0.0)
-        if isinstance(error, TransientError) and (
-            error.retry_after is not None or "Cannot handle request" in error.reason
-        ):
+        if isinstance(error, TransientError) and (error.retry_after is not None or error.overload):
             self.throttle.pause(wait)
         self.logger.warning(
             "%s: %s; retry %d of %d in %.1fs",
@@ -438,8 +436,12 @@ class OpticoStream(RESTStream[int], abc.ABC):
     def fetch(self, query: Query, page: int) -> requests.Response:
         """One page, retried as the SDK's loop retries it (runs in a worker thread)."""
         context = self._context(query)
-        request = self.prepare_request(context, page)
-        return self.request_decorator(self._send)(request, context)
+        return self._retried_send(self.prepare_request(context, page), context)
+
+    @functools.cached_property
+    def _retried_send(self) -> Callable[..., requests.Response]:
+        """`_send` under the retries of `request_decorator`, decorated once per stream."""
+        return self.request_decorator(self._send)
 
     def _context(self, query: Query) -> dict[str, t.Any]:
         return {

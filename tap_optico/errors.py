@@ -77,11 +77,14 @@ class RetriesExhaustedError(AccountError):
 class TransientError(RetriableAPIError):
     """A failure worth retrying; `retry_after` is the server's wish, in seconds."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        """Describe the failure in a few words (never the URL)."""
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, overload: bool = False
+    ) -> None:
+        """Describe the failure in a few words (never the URL); `overload`: the API said so."""
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.overload = overload
 
 
 def check_envelope(status: str, errors: t.Sequence[str]) -> None:
@@ -94,7 +97,7 @@ def check_envelope(status: str, errors: t.Sequence[str]) -> None:
     if status.upper() != "ERROR":
         return
     if errors and all(m in TRANSIENT_MESSAGES for m in errors):
-        raise TransientError("; ".join(errors))
+        raise TransientError("; ".join(errors), overload=True)
     raise APIRefusedError(errors)
 
 
