@@ -54,6 +54,13 @@ def table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, body)])
 
 
+def print_measures(title: str, label: str, found: list[tuple[Any, ...]]) -> None:
+    """A titled table of (label, calls, answered, revenue) rows, with the answer rate."""
+    body = [[str(k), str(c), f"{int(a) / int(c):.1%}", f"{float(r):,.2f}"] for k, c, a, r in found]
+    print(title)
+    print(table([label, "calls", "answer rate", "revenue"], body) + "\n")
+
+
 def chart(daily: list[tuple[Any, ...]], png: Path, title: str) -> None:
     """Calls per day stacked by source (the biggest, then the rest); the answer rate above.
 
@@ -156,34 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         "select source, sum(calls) as calls, sum(answered), sum(revenue)"  # noqa: S608
         f" from {marts}.optico_sources group by source order by calls desc, source",
     )
-    print("optico_sources, per source")
-    print(
-        table(
-            ["source", "calls", "answer rate", "revenue"],
-            [
-                [str(s), str(c), f"{int(a) / int(c):.1%}", f"{float(r):,.2f}"]
-                for s, c, a, r in by_source
-            ],
-        )
-        + "\n"
-    )
+    print_measures("optico_sources, per source", "source", by_source)
     keywords = rows(
         db,
         "select keyword, sum(calls) as calls, sum(answered), sum(revenue)"  # noqa: S608
         f" from {marts}.optico_sources where keyword <> '(none)'"
         " group by keyword order by calls desc, keyword limit 5",
     )
-    print("optico_sources, top keywords")
-    print(
-        table(
-            ["keyword", "calls", "answer rate", "revenue"],
-            [
-                [str(k), str(c), f"{int(a) / int(c):.1%}", f"{float(r):,.2f}"]
-                for k, c, a, r in keywords
-            ],
-        )
-        + "\n"
-    )
+    print_measures("optico_sources, top keywords", "keyword", keywords)
     ((callers, repeat, repeat_calls),) = rows(
         db,
         "select count(*), sum(case when is_repeat_caller then 1 else 0 end),"  # noqa: S608
