@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,6 +22,7 @@ import requests
 from optico_sandbox import FAULT_KINDS, Sandbox
 
 KEY = "sandbox-key"
+KEY_B, KEY_C = "key-bravo", "key-charlie"
 RANGE = {"start_date": "2024-01-01", "end_date": "2024-03-31"}
 MakeSandbox = Callable[..., Sandbox]
 
@@ -235,7 +237,7 @@ def test_static_calls_are_a_small_share(make_sandbox: MakeSandbox) -> None:
 
 
 def test_caller_filter_is_exact(sandbox: Sandbox) -> None:
-    caller = sandbox.truth_calls()[500]["caller"]
+    caller = next(c["caller"] for c in sandbox.truth_calls()[500:] if c["caller"])
     body = data(sandbox, caller_phone=caller)
     assert body["totalResults"] == len(sandbox.truth_calls(caller_phone=caller)) >= 1
     assert {c["caller"] for c in body["results"]} == {caller}
@@ -269,11 +271,16 @@ def test_camel_naming_and_native_values_by_default(sandbox: Sandbox) -> None:
         assert call["triggerType"] in {"1", "2", "3", "4"}
         assert call["status"] in {"succès", "occupé", "aucune réponse"}
         assert call["status"] == "succès" or call["duration"] == 0
-        for number in (call["caller"], call["trackingNumber"], call["phone"]):
+        hidden = call["caller"] == ""
+        for number in (
+            call["trackingNumber"],
+            call["phone"],
+            *([] if hidden else [call["caller"]]),
+        ):
             assert len(number) == 10
             assert number.startswith("0")
             assert number.isdigit()
-        assert call["caller"][:2] in {"06", "07", "01"}
+        assert hidden or call["caller"][:2] in {"06", "07", "01"}
         if call["source"]:
             assert call["url"] == call["callPath"].split("\n")[-1]
 
@@ -320,7 +327,13 @@ def test_data_is_deterministic_from_the_seed(make_sandbox: MakeSandbox) -> None:
 
 
 def test_dst_days_and_key_uniqueness(make_sandbox: MakeSandbox) -> None:
-    autumn = make_sandbox(calls=20000, start_date="2024-10-27", end_date="2024-10-27")
+    autumn = make_sandbox(
+        calls=20000,
+        start_date="2024-10-27",
+        end_date="2024-10-27",
+        lookalikes=0,
+        hidden_callers=0,
+    )
     starts = [c["start_date"] for c in autumn.truth_calls()]
     # Time order goes back from 02:59:59 to 02:00:00: the repeated hour is present.
     assert any(later < earlier for earlier, later in itertools.pairwise(starts))
@@ -386,21 +399,23 @@ def test_add_calls_late_arrivals_are_served(sandbox: Sandbox) -> None:
 
 
 def test_update_calls_changes_status_duration_revenue(sandbox: Sandbox) -> None:
-    truth = {truth_key(c): c for c in sandbox.truth_calls()}
+    before = sandbox.truth_calls()
     updated = sandbox.update_calls(4)
+    # Calls keep their place in the truth: the changed ones pair up with what they were.
+    changed = [(b, a) for b, a in zip(before, sandbox.truth_calls(), strict=True) if b != a]
+    assert [new for _old, new in changed] == updated
     assert len(updated) == 4
-    for new in updated:
-        old = truth[truth_key(new)]
+    for old, new in changed:
         assert new["status"] != old["status"]
         assert {k: v for k, v in new.items() if k not in ("status", "duration", "revenue")} == {
             k: v for k, v in old.items() if k not in ("status", "duration", "revenue")
         }
         day = new["start_date"][:10]
-        served = data(sandbox, start_date=day, end_date=day, caller_phone=new["caller"])
-        match = [c for c in served["results"] if key_of(c) == truth_key(new)]
-        assert match[0]["status"] == new["status"]
-        assert match[0]["duration"] == new["duration"]
-        assert match[0]["revenue"] == new["revenue"]
+        served = data(sandbox, start_date=day, end_date=day, limit=5000)["results"]
+        assert [(key_of(c), c["status"], c["duration"], c["revenue"]) for c in served] == [
+            (truth_key(c), c["status"], c["duration"], c["revenue"])
+            for c in sandbox.truth_calls(day, day)[::-1]
+        ]
     assert data(sandbox, group_by_day="true", limit=5000)["results"] == sandbox.truth_daily()[::-1]
     assert sum(r["duration"] for r in sandbox.truth_daily()) == sum(
         c["duration"] for c in sandbox.truth_calls()
@@ -412,6 +427,153 @@ def test_mutations_are_deterministic(make_sandbox: MakeSandbox) -> None:
     b = make_sandbox(calls=200)
     assert a.add_calls(3, "2024-02-01", "2024-02-05") == b.add_calls(3, "2024-02-01", "2024-02-05")
     assert a.update_calls(3) == b.update_calls(3)
+
+
+# ---------------------------------------------------------------- messy data, misbehaving servers
+
+ONE_DAY: dict[str, Any] = {"start_date": "2024-02-01", "end_date": "2024-02-01"}
+
+
+def walk(sb: Sandbox, limit: int = 10, **params: Any) -> tuple[list[dict[str, Any]], set[int]]:
+    """Every row of a window paged through ``next_page``, and the totals announced."""
+    rows: list[dict[str, Any]] = []
+    totals: set[int] = set()
+    page = 1
+    while True:
+        body = data(sb, limit=limit, page=page, **params)
+        rows.extend(body["results"])
+        totals.add(body["total_results" if "total_results" in body else "totalResults"])
+        if "nextPage" not in body and "next_page" not in body:
+            return rows, totals
+        page += 1
+
+
+def as_counter(rows: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(json.dumps(row, sort_keys=True) for row in rows)
+
+
+def test_default_data_holds_lookalikes_and_hidden_callers(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=30400)
+    truth = sb.truth_calls()
+    keys = Counter(truth_key(c) for c in truth)
+    lookalikes = len(truth) - len(keys)  # calls sharing the key of an earlier one
+    assert 0.010 <= lookalikes / len(truth) <= 0.016
+    assert 0.025 <= sum(c["caller"] == "" for c in truth) / len(truth) <= 0.035
+    # The truth counts every call, look-alikes included, and so does the server.
+    assert sb.total_calls == data(sb)["totalResults"] == 30400
+    assert sum(r["calls"] for r in sb.truth_daily()) == 30400
+    # A look-alike group is served whole, its callers found by the caller filter.
+    start, caller, track, phone = next(k for k, n in keys.items() if n > 1 and k[1])
+    day = start[:10]
+    body = data(sb, start_date=day, end_date=day, caller_phone=caller, tracking_phone=track)
+    assert [key_of(c) for c in body["results"]].count((start, caller, track, phone)) >= 2
+    # Twins draw their other fields anew: most differ from their first in visit or outcome.
+    groups: dict[tuple[str, str, str, str], set[str]] = {k: set() for k, n in keys.items() if n > 1}
+    for call in truth:
+        groups.get(truth_key(call), set()).add(json.dumps(call))
+    assert sum(len(rows) > 1 for rows in groups.values()) > len(groups) / 2
+
+
+def test_no_lookalikes_and_no_hidden_callers_on_request(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=30400, lookalikes=0, hidden_callers=0)
+    truth = sb.truth_calls()
+    assert len({truth_key(c) for c in truth}) == 30400
+    assert all(c["caller"] for c in truth)
+    with pytest.raises(ValueError, match="lookalikes"):
+        Sandbox(calls=10, lookalikes=1.5)
+
+
+def test_hidden_callers_are_not_found_by_a_caller_filter(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=5000, lookalikes=0, hidden_callers=0.5)
+    truth = sb.truth_calls()
+    hidden = sum(c["caller"] == "" for c in truth)
+    assert 2000 < hidden < 3000
+    callers = {c["caller"] for c in truth if c["caller"]}
+    found = sum(len(sb.truth_calls(caller_phone=c)) for c in callers)
+    assert found == len(truth) - hidden
+
+
+def test_insert_call_can_add_a_lookalike(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=30)
+    first = sb.insert_call("2024-02-01 10:00:00", caller="", tracking_number="0974590101")
+    fields = {k: first[k] for k in ("caller", "tracking_number", "phone")}
+    with pytest.raises(ValueError, match="same key"):
+        sb.insert_call("2024-02-01 10:00:00", **fields)
+    twin = sb.insert_call("2024-02-01 10:00:00", allow_lookalike=True, **fields)
+    assert truth_key(twin) == truth_key(first)
+    body = data(sb, **ONE_DAY, tracking_phone="0974590101", limit=5000)
+    assert [key_of(c) for c in body["results"]].count(truth_key(first)) == 2
+    assert sb.truth_daily(*ONE_DAY.values())[0]["calls"] == body["totalResults"]
+
+
+def test_unstable_ties_repeat_and_skip_rows_across_pages(make_sandbox: MakeSandbox) -> None:
+    many_ties = {"calls": 600, **ONE_DAY, "lookalikes": 0.5, "naming": "snake"}
+    stable = make_sandbox(**many_ties)
+    rows, totals = walk(stable, **ONE_DAY)
+    assert rows == stable.truth_calls()[::-1]
+    unstable = make_sandbox(**many_ties, unstable_ties=True)
+    truth = unstable.truth_calls()
+    assert truth == stable.truth_calls()
+    rows, totals = walk(unstable, **ONE_DAY)
+    assert totals == {600}
+    assert len(rows) == 600
+    starts = [r["start_date"] for r in rows]
+    assert starts == sorted(starts, reverse=True), "every page is a slice of a newest-first order"
+    served, expected = as_counter(rows), as_counter(truth)
+    repeated, missed = served - expected, expected - served
+    assert sum(repeated.values()) == sum(missed.values()) > 0
+    # One query holds one order: a single page of the whole day is the truth, reordered.
+    assert as_counter(data(unstable, **ONE_DAY, limit=5000)["results"]) == expected
+    grouped = data(unstable, **ONE_DAY, group_by_day="true")["results"]
+    assert grouped == unstable.truth_daily()
+
+
+def test_a_server_ignoring_page_serves_page_one_every_time(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=70, **ONE_DAY, ignore_page=True)
+    first = data(sb, **ONE_DAY, limit=10)
+    rows, totals = walk(sb, **ONE_DAY)
+    assert totals == {70}
+    assert len(rows) == 70
+    assert rows == first["results"] * 7, "7 pages, each page 1's 10 rows"
+    assert "nextPage" not in data(sb, **ONE_DAY, limit=10, page=7)
+    assert data(sb, **ONE_DAY, limit=10, page=9)["results"] == first["results"]
+    days = make_sandbox(calls=500, ignore_page=True)
+    page_1 = data(days, group_by_day="true", limit=10)
+    page_2 = data(days, group_by_day="true", limit=10, page=2)
+    assert page_2["results"] == page_1["results"] == days.truth_daily()[::-1][:10]
+    assert (page_2["totalResults"], page_2["nextPage"]) == (91, 3)
+
+
+def test_a_call_arriving_while_a_window_is_paged(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(calls=70, **ONE_DAY, accounts={KEY_B: {"calls": 70}})
+    sb.arrive_while_paging()
+    sb.arrive_while_paging(after_page=2, api_key=KEY_B)
+    before = sb.truth_calls()
+    data(sb, **ONE_DAY, group_by_day="true")  # per-day rows neither fire nor disarm it
+    data(sb, **ONE_DAY, limit=10, page=2)  # another page does not fire it either
+    assert sb.truth_calls() == before
+    page_1 = data(sb, **ONE_DAY, limit=10)
+    assert page_1["totalResults"] == 70
+    truth = sb.truth_calls()
+    assert len(truth) == 71
+    assert truth[:-1] == before
+    newest = truth[-1]
+    assert newest["start_date"] > before[-1]["start_date"]
+    reread = data(sb, **ONE_DAY, limit=10)
+    assert reread["results"][0]["startDate"] == newest["start_date"]
+    page_2 = data(sb, **ONE_DAY, limit=10, page=2)
+    assert page_2["totalResults"] == 71
+    assert page_2["results"][0] == page_1["results"][-1], "every later row moved down by one"
+    data(sb, **ONE_DAY, limit=10, page=1)
+    assert len(sb.truth_calls()) == 71, "it fires once"
+    assert sb.truth_daily()[0]["calls"] == 71
+    assert data(sb, **ONE_DAY, group_by_day="true")["results"] == sb.truth_daily()
+    assert sb.total_calls == 71
+    assert len(sb.truth_calls(api_key=KEY_B)) == 70, "the other account waits for its page 2"
+    data(sb, **ONE_DAY, api_key=KEY_B, limit=10, page=2)
+    assert len(sb.truth_calls(api_key=KEY_B)) == 71
+    with pytest.raises(KeyError):
+        sb.arrive_while_paging(api_key="nobody")
 
 
 # ---------------------------------------------------------------- faults
@@ -600,9 +762,20 @@ def test_cli_serves_until_interrupted(signum: signal.Signals) -> None:
         assert body["total_results"] == 200
 
 
-# ---------------------------------------------------------------- several accounts
+def test_cli_misbehaves_on_request() -> None:
+    args = ("--calls", "70", "--api-key", "cli-key", "--ignore-page", "--unstable-ties")
+    with sandbox_cli(*args, "--lookalikes", "0", "--hidden-callers", "0", lines=3) as lines:
+        params = {"api_key": "cli-key", "type": "calls", **RANGE, "limit": "10"}
+        pages = [
+            requests.get(url_of(lines), params={**params, "page": page}, timeout=10).json()
+            for page in ("1", "2")
+        ]
+        assert pages[0]["results"] == pages[1]["results"]
+        assert all(c["caller"] for c in pages[0]["results"])
+        assert pages[1]["nextPage"] == 3
 
-KEY_B, KEY_C = "key-bravo", "key-charlie"
+
+# ---------------------------------------------------------------- several accounts
 
 
 def accounts_sandbox(make_sandbox: MakeSandbox) -> Sandbox:
@@ -661,9 +834,9 @@ def test_mutations_touch_one_account_only(make_sandbox: MakeSandbox) -> None:
     assert data(sb, api_key=KEY_B)["totalResults"] == 1200 + 7 + 1
     assert sb.truth_calls(api_key=KEY) == before[KEY]
     assert sb.truth_calls(api_key=KEY_C) == before[KEY_C]
-    bravo = {truth_key(c): c for c in sb.truth_calls(api_key=KEY_B)}
+    bravo = sb.truth_calls(api_key=KEY_B)
     for call in [*added, *changed, inserted]:
-        assert bravo[truth_key(call)] == call
+        assert call in bravo
     # Without api_key, the mutations go to the default account, as before.
     sb.add_calls(2)
     assert sb.total_calls == 302

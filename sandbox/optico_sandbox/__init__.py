@@ -16,7 +16,10 @@ Choices the documentation leaves open, made here:
 
 * ``limit`` defaults to 100, ``page`` to 1; a ``page`` that is not an integer >= 1
   yields the (undocumented) error "Invalid parameter page".
-* Results, including ``group_by_day`` rows, are newest first; ties keep a stable order.
+* Results, including ``group_by_day`` rows, are newest first; ties keep a stable order
+  (unless ``unstable_ties``).
+* The data is messy by default: ~3% hidden callers (``caller`` is ""), ~1.3% look-alike
+  calls sharing (start, caller, tracking number, phone) with the call before them.
 * ``values="php"`` stringifies every value, the envelope's ``totalResults`` /
   ``nextPage`` included; ``status``, ``results`` and ``errors`` keep their shape.
 * ``start_date > end_date`` is an empty OK result; empty parameters count as missing.

@@ -31,6 +31,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--extra-fields", action="store_true", help="add unknown fields")
     parser.add_argument("--verbose", action="store_true", help="log requests (key masked)")
     parser.add_argument(
+        "--lookalikes",
+        type=float,
+        default=0.013,
+        help="share of calls that are a look-alike twin of the call before (0 = none)",
+    )
+    parser.add_argument(
+        "--hidden-callers",
+        type=float,
+        default=0.03,
+        help="share of calls with a hidden (empty) caller",
+    )
+    parser.add_argument(
+        "--unstable-ties",
+        action="store_true",
+        help="order calls of one second differently on each page",
+    )
+    parser.add_argument(
+        "--ignore-page",
+        action="store_true",
+        help="serve page 1's rows whatever page is asked for",
+    )
+    parser.add_argument(
         "--accounts",
         type=int,
         default=1,
@@ -50,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.accounts < 1:
         parser.error("--accounts must be at least 1")
+    for name in ("lookalikes", "hidden_callers"):
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     keys = account_keys(args.api_key, args.accounts)
     sandbox = Sandbox(
         calls=args.calls,
@@ -64,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_status=args.error_status,
         extra_fields=args.extra_fields,
         verbose=args.verbose,
+        lookalikes=args.lookalikes,
+        hidden_callers=args.hidden_callers,
+        unstable_ties=args.unstable_ties,
+        ignore_page=args.ignore_page,
         # Seeds follow the first account's, so every account holds calls of its own.
         accounts={
             key: {"calls": args.calls, "seed": args.seed + n} for n, key in enumerate(keys) if n

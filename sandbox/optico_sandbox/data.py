@@ -5,6 +5,11 @@ seconds plus the parallel call ids); every other field is derived on demand from
 ``(seed, call id)``, so millions of calls fit in a few tens of megabytes. Calls that
 were inserted or updated live in a small override dict. Per-day aggregates are
 kept up to date so that ``group_by_day`` never has to scan the calls.
+
+Real data is messy, and so is this: by default ~3% of callers are hidden (empty
+``caller``) and ~1.3% of calls are a look-alike "twin" of the call just before them
+(same second, caller, tracking number and phone), as two hidden callers reaching one
+number in the same second, or a dropped call redialled at once, are in real data.
 """
 
 from __future__ import annotations
@@ -115,6 +120,11 @@ _CALLER_ADD = 48_271_935
 _REPEAT_GAP = 1009  # a repeat caller reuses the number of call ``id - _REPEAT_GAP``
 _OUTCOMES = 4096
 _PICKS = 1024
+# Per-call hash bits: 0-11 outcome, 12-21 tracking number, 22+ repeat caller (mod 100);
+# the top two 16-bit fields draw the hidden caller and the twin traits.
+_HIDDEN_SHIFT = 32
+_TWIN_SHIFT = 48
+_TRAIT_SCALE = 1 << 16
 _FMT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -182,8 +192,15 @@ def _weighted_table(weights: Iterable[int], size: int) -> list[int]:
     return table
 
 
+def _trait_threshold(share: float, name: str) -> int:
+    """A share of calls as a bound on one 16-bit field of the per-call hash."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"{name} must be between 0 and 1")
+    return round(share * _TRAIT_SCALE)
+
+
 def _caller_from_base(x: int) -> str:
-    """Injective map call id -> French caller number (guarantees key uniqueness)."""
+    """Injective map call id -> French caller number (keys stay unique but for twins)."""
     body = (_CALLER_MUL * x + _CALLER_ADD) % _CALLER_SPACE
     return _CALLER_PREFIXES[body // 100_000_000] + f"{body % 100_000_000:08d}"
 
@@ -207,12 +224,25 @@ class CallStore:
         end_date: str | date,
         seed: int = 0,
         extra_fields: bool = False,
+        *,
+        lookalikes: float = 0.013,
+        hidden_callers: float = 0.03,
     ) -> None:
-        """Generate ``calls`` call instants spread over the local date range."""
+        """Generate ``calls`` call instants spread over the local date range.
+
+        About ``lookalikes`` of the calls are a twin of the call before them (id - 1)
+        on the same local day, sharing its (start, caller, tracking number, phone), and
+        about ``hidden_callers`` of them have an empty caller. With both at 0 that key is
+        unique. Only the generated calls hold twins: calls added later never are.
+        """
         if calls < 0:
             raise ValueError("calls must be >= 0")
         self.seed = seed
         self.extra_fields = extra_fields
+        self.lookalikes = lookalikes
+        self.hidden_callers = hidden_callers
+        self._twin_below = _trait_threshold(lookalikes, "lookalikes")
+        self._hidden_below = _trait_threshold(hidden_callers, "hidden_callers")
         self.start_day = _require_day(start_date)
         self.end_day = _require_day(end_date)
         if self.end_day < self.start_day:
@@ -229,10 +259,11 @@ class CallStore:
 
         self.ts = array("q")
         self._generate(calls, self.start_day, self.end_day, self.ts, _rng(f"t{seed}"))
+        self._generated_calls = len(self.ts)  # ids below this may be twins
         self.ids = array("q", range(len(self.ts)))
-        self.ts_by_id = array("q", self.ts)
         self.daily: dict[str, list[int]] = {}  # date -> [calls, duration, revenue cents]
         self._build_daily()
+        self.ts_by_id = array("q", self.ts)
 
     # ------------------------------------------------------------------ generation
     @staticmethod
@@ -278,9 +309,15 @@ class CallStore:
             out.extend(sorted([begin + 3600 * s + int(rnd() * 3600) for s in picks]))
 
     def _build_daily(self) -> None:
-        """Aggregate every call per local day once, at startup."""
+        """Aggregate every call per local day once, at startup, and make the twins.
+
+        One pass does both because both need every call's hash. A twin takes the
+        instant of the call before it, which keeps ``ts`` sorted; the first call of a
+        day has no twin to be, so twins never cross midnight.
+        """
         outcomes = self._outcomes
         salt = self._salt
+        twin_below = self._twin_below
         day = self.start_day
         lo = 0
         ts = self.ts
@@ -295,6 +332,8 @@ class CallStore:
                     h ^= h >> 29
                     h = (h * 0xBF58476D1CE4E5B9) & _M64
                     h ^= h >> 32
+                    if h >> _TWIN_SHIFT < twin_below and i > lo:
+                        ts[i] = ts[i - 1]  # at startup, ids are sorted positions
                     o = outcomes[h & 4095]
                     duration += o[1]
                     cents += o[2]
@@ -306,13 +345,34 @@ class CallStore:
     def _hash(self, cid: int) -> int:
         return _mix(cid ^ self._salt)
 
+    def _is_twin(self, cid: int) -> bool:
+        """Whether a call is the look-alike twin of call ``cid - 1``.
+
+        Exact from the hash and the instants: a call whose twin trait is drawn became
+        a twin unless it was the first of its day (then its instant differs).
+        """
+        return (
+            0 < cid < self._generated_calls
+            and self._hash(cid) >> _TWIN_SHIFT < self._twin_below
+            and self.ts_by_id[cid] == self.ts_by_id[cid - 1]
+        )
+
+    def _root(self, cid: int) -> int:
+        """The first call of a twin group: it draws the fields its twins share."""
+        while self._is_twin(cid):
+            cid -= 1
+        return cid
+
     def _tracking_index(self, cid: int) -> int:
         """Tracking number index of a generated (not overridden) call."""
-        return self._track_pick[(self._hash(cid) >> 12) & (_PICKS - 1)]
+        return self._track_pick[(self._hash(self._root(cid)) >> 12) & (_PICKS - 1)]
 
     def _caller(self, cid: int) -> str:
-        """Caller of a generated call; ~12% are repeat callers of an earlier call."""
+        """Caller of a generated call: hidden (empty), a repeat of an earlier one (~12%)."""
+        cid = self._root(cid)
         h = self._hash(cid)
+        if (h >> _HIDDEN_SHIFT) & (_TRAIT_SCALE - 1) < self._hidden_below:
+            return ""
         if cid >= _REPEAT_GAP and (h >> 22) % 100 < 12:
             other = cid - _REPEAT_GAP
             if local_string(self.ts_by_id[cid]) != local_string(self.ts_by_id[other]):
@@ -323,7 +383,7 @@ class CallStore:
         """Full record of a generated call, from (seed, id) only."""
         h = self._hash(cid)
         status, duration, cents = self._outcomes[h & 4095]
-        track, phone_idx, offline, _ = TRACKING[self._track_pick[(h >> 12) & (_PICKS - 1)]]
+        track, phone_idx, offline, _ = TRACKING[self._tracking_index(cid)]
         rng = _rng(self.seed * 1_000_003 + cid)
         rec: dict[str, Any] = {
             "start_date": local_string(self.ts_by_id[cid]),
@@ -439,6 +499,7 @@ class CallStore:
         overrides = self._overrides
         pick = self._track_pick
         salt = self._salt
+        twin_below = self._twin_below
         for pos in range(lo, hi):
             cid = ids[pos]
             if cid in overrides and "tracking_number" in overrides[cid]:
@@ -449,16 +510,28 @@ class CallStore:
             h ^= h >> 29
             h = (h * 0xBF58476D1CE4E5B9) & _M64
             h ^= h >> 32
-            if pick[(h >> 12) & (_PICKS - 1)] in allowed:
+            if h >> _TWIN_SHIFT < twin_below:  # maybe a twin: its tracking number is its root's
+                index = self._tracking_index(cid)
+            else:
+                index = pick[(h >> 12) & (_PICKS - 1)]
+            if index in allowed:
                 out.append(pos)
         return out
 
     def _scan_caller(self, lo: int, hi: int, caller: str, active: dict[str, str]) -> list[int]:
-        """Find a caller's calls by inverting the caller map instead of scanning."""
+        """Find a caller's calls by inverting the caller map instead of scanning.
+
+        A number belongs to call ``base``, to its repeat ``base + _REPEAT_GAP`` and to
+        their twins (the calls right after them); hidden callers match no number.
+        """
         candidates: set[int] = {c for c, o in self._overrides.items() if o.get("caller") == caller}
         base = _caller_base_of(caller)
         if base is not None:
-            candidates.update(c for c in (base, base + _REPEAT_GAP) if c < len(self.ts_by_id))
+            for root in (base, base + _REPEAT_GAP):
+                cid = root
+                while cid < len(self.ts_by_id) and (cid == root or self._is_twin(cid)):
+                    candidates.add(cid)
+                    cid += 1
         out: list[int] = []
         for cid in candidates:
             rec = self.record(cid)
@@ -493,6 +566,36 @@ class CallStore:
             if desc is None or desc != active["offline_phone_description"]:
                 return False
         return True
+
+    def newest_first(
+        self,
+        positions: list[int] | range,
+        start: int,
+        stop: int,
+        shuffle: int | None = None,
+    ) -> list[int]:
+        """Items ``start:stop`` of ascending ``positions`` taken newest first.
+
+        Ties on the instant keep ascending id order reversed, unless ``shuffle`` is
+        given: then each tie group is ordered by a hash of (call id, ``shuffle``), as a
+        database may order ``ORDER BY start_date DESC LIMIT/OFFSET`` differently for each
+        offset. Only the tie groups cut by the slice's ends need sorting.
+        """
+        total = len(positions)
+        lo, hi = max(0, total - stop), max(0, total - start)
+        if shuffle is None or lo >= hi:
+            return list(positions[lo:hi][::-1])
+        ts = self.ts
+        first, last = lo, hi
+        while first > 0 and ts[positions[first - 1]] == ts[positions[lo]]:
+            first -= 1
+        while last < total and ts[positions[last]] == ts[positions[hi - 1]]:
+            last += 1
+        salt = _mix(shuffle ^ self._salt)
+        ranked = sorted(
+            positions[first:last], key=lambda pos: (-ts[pos], _mix(self.ids[pos] ^ salt))
+        )
+        return ranked[last - hi : last - lo]
 
     def records_at(self, positions: Iterable[int]) -> Iterator[dict[str, Any]]:
         """Records for sorted positions, in the order given."""
@@ -578,6 +681,24 @@ class CallStore:
         rng = _rng(f"optico-add-{self.seed}-{self._mutations}")
         instants = array("q")
         self._generate(n, _require_day(first), _require_day(last), instants, rng)
+        return self._add_at(instants)
+
+    def add_newest(self, n: int, day: str | date) -> list[dict[str, Any]]:
+        """Add ``n`` calls on local ``day`` after every call it holds, so served first.
+
+        An empty day gets them from noon. A day already full up to 23:59:59 gets them in
+        its last second: among equal instants the newest id is served first, so they
+        still come first.
+        """
+        local = _require_day(day)
+        begin = local_midnight(local)
+        end = local_midnight(local + timedelta(1))
+        lo, hi = bisect_left(self.ts, begin), bisect_left(self.ts, end)
+        latest = self.ts[hi - 1] if hi > lo else begin + 12 * 3600
+        return self._add_at([min(latest + 1 + k, end - 1) for k in range(n)])
+
+    def _add_at(self, instants: Iterable[int]) -> list[dict[str, Any]]:
+        """Add generated calls at ascending instants, nudged until their key is free."""
         new: list[tuple[int, int]] = []
         new_keys: set[tuple[str, str, str, str]] = set()
         for t in instants:
@@ -597,8 +718,14 @@ class CallStore:
         self._touch()
         return [self.record(cid) for _t, cid in sorted(new)]
 
-    def insert_call(self, start_date: str, fold: int = 0, **fields: Any) -> dict[str, Any]:
-        """Place one call at a Paris wall-clock time, with any fields forced."""
+    def insert_call(
+        self, start_date: str, fold: int = 0, *, allow_lookalike: bool = False, **fields: Any
+    ) -> dict[str, Any]:
+        """Place one call at a Paris wall-clock time, with any fields forced.
+
+        A call sharing (start, caller, tracking, phone) with another is refused unless
+        ``allow_lookalike``: real data holds such look-alikes, tests build them.
+        """
         unknown = set(fields) - set(CALL_FIELDS) - set(EXTRA_FIELDS)
         if unknown or "start_date" in fields:
             raise TypeError(
@@ -620,7 +747,7 @@ class CallStore:
             rec["duration"] = 0
             rec["revenue"] = 0.0
         rec["revenue"] = round(float(rec["revenue"]), 2)
-        if self._collides(t, self._key(rec)):
+        if not allow_lookalike and self._collides(t, self._key(rec)):
             self.ts_by_id.pop()
             raise ValueError(f"a call with the same key already exists: {self._key(rec)}")
         self._overrides[cid] = rec

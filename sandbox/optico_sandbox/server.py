@@ -39,6 +39,8 @@ FaultKind = Literal[
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 PATH = "/data-api"
 MASK = "***"
+# Every OK body starts so: ``status`` is the envelope's first key, json.dumps its writer.
+_OK_BODY = b'{"status": "OK"'
 
 CAMEL = {
     "total_results": "totalResults",
@@ -149,18 +151,38 @@ class Sandbox:
         extra_fields: bool = False,
         verbose: bool = False,
         accounts: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        lookalikes: float = 0.013,
+        hidden_callers: float = 0.03,
+        unstable_ties: bool = False,
+        ignore_page: bool = False,
     ) -> None:
         """Generate the data now; the HTTP server only starts with :meth:`start`.
 
         ``api_key`` is the default account, holding ``calls`` calls; ``accounts`` adds
         more, each key its own account with its own calls: ``{"key-b": {"calls": 300,
         "seed": 2}}`` (the arguments of :meth:`add_account`).
+
+        ``lookalikes`` and ``hidden_callers`` are the shares of twin calls and of
+        hidden callers in the data (see :class:`CallStore`). Two switches make the
+        server misbehave as real ones may: ``unstable_ties`` orders calls of one
+        instant differently on each page (rows of a tie group cut by a page end are
+        repeated or skipped), and ``ignore_page`` serves page 1's rows for every page,
+        with the ``total_results`` and ``next_page`` of the page asked for.
         """
         if naming not in ("camel", "snake"):
             raise ValueError("naming must be 'camel' or 'snake'")
         if values not in ("native", "php"):
             raise ValueError("values must be 'native' or 'php'")
-        self.store = CallStore(calls, start_date, end_date, seed=seed, extra_fields=extra_fields)
+        self.store = CallStore(
+            calls,
+            start_date,
+            end_date,
+            seed=seed,
+            extra_fields=extra_fields,
+            lookalikes=lookalikes,
+            hidden_callers=hidden_callers,
+        )
         # Every account's calls by key, the default account first.
         self._stores: dict[str, CallStore] = {api_key: self.store}
         self.naming = naming
@@ -169,6 +191,8 @@ class Sandbox:
         self.latency = latency
         self.error_status = error_status
         self.verbose = verbose
+        self.unstable_ties = unstable_ties
+        self.ignore_page = ignore_page
         self._port = port
         self._lock = threading.RLock()
         # Served bodies by query, so the sandbox keeps pace with a fast client; mutations
@@ -176,6 +200,8 @@ class Sandbox:
         self._bodies: OrderedDict[tuple[tuple[str, str], ...], bytes] = OrderedDict()
         self._body_bytes = 0
         self._faults: list[_Fault] = []
+        # Armed arrive_while_paging: api key -> (calls, after_page).
+        self._arrivals: dict[str, tuple[int, int]] = {}
         self._log: list[RequestRecord] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -192,11 +218,14 @@ class Sandbox:
         start_date: str | None = None,
         end_date: str | None = None,
         extra_fields: bool | None = None,
+        lookalikes: float | None = None,
+        hidden_callers: float | None = None,
     ) -> CallStore:
         """Serve another account under ``api_key``, with calls of its own.
 
-        Its range defaults to the default account's; its seed to one derived from the
-        key, so two accounts never hold the same calls unless asked to.
+        Its range, ``extra_fields``, ``lookalikes`` and ``hidden_callers`` default to
+        the default account's; its seed to one derived from the key, so two accounts
+        never hold the same calls unless asked to.
         """
         if not api_key:
             raise ValueError("an account needs a non-empty api_key")
@@ -206,6 +235,8 @@ class Sandbox:
             end_date or self.store.end_day.isoformat(),
             seed=zlib.crc32(api_key.encode()) if seed is None else seed,
             extra_fields=self.store.extra_fields if extra_fields is None else extra_fields,
+            lookalikes=self.store.lookalikes if lookalikes is None else lookalikes,
+            hidden_callers=self.store.hidden_callers if hidden_callers is None else hidden_callers,
         )
         with self._lock:
             if api_key in self._stores:
@@ -383,13 +414,37 @@ class Sandbox:
         *,
         fold: int = 0,
         api_key: str | None = None,
+        allow_lookalike: bool = False,
         **fields: Any,
     ) -> dict[str, Any]:
-        """Place one call at a Paris wall-clock time (``fold=1``: second autumn pass)."""
+        """Place one call at a Paris wall-clock time (``fold=1``: second autumn pass).
+
+        ``allow_lookalike`` accepts a call with the (start, caller, tracking, phone) of
+        another, which is refused otherwise.
+        """
         with self._lock:
             store = self.store_for(api_key)
             self._forget_bodies()
-            return store.insert_call(start_date, fold=fold, **fields)
+            return store.insert_call(
+                start_date, fold=fold, allow_lookalike=allow_lookalike, **fields
+            )
+
+    def arrive_while_paging(
+        self, calls: int = 1, *, after_page: int = 1, api_key: str | None = None
+    ) -> None:
+        """Add calls once, right after the account's next ``type=calls`` page ``after_page``.
+
+        They land on that request's ``end_date`` day, newer than every call of that day,
+        so newest first they come first and push every later page's rows back by one
+        each: what a call arriving while a client pages a window does. ``group_by_day``
+        requests neither fire nor disarm it.
+        """
+        if calls < 1 or after_page < 1:
+            raise ValueError("calls and after_page must be >= 1")
+        key = self.api_key if api_key is None else api_key
+        with self._lock:
+            self.store_for(key)  # an unknown key raises KeyError
+            self._arrivals[key] = (calls, after_page)
 
     # ------------------------------------------------------------------ faults and log
     def add_fault(
@@ -499,15 +554,16 @@ class Sandbox:
             return self.error_status, {"status": "ERROR", "errors": errors}
         first, last = _day(params["start_date"]), _day(params["end_date"])
         filters = {k: params[k] for k in FILTER_NAMES if params.get(k)}
-        group = params.get("group_by_day", "").lower() in ("true", "1")
+        served = 1 if self.ignore_page else page
+        offset = (served - 1) * limit
         assert store is not None
         with self._lock:
             if kind == "sms":
                 total, rows = 0, []
-            elif group:
+            elif _grouped(params):
                 daily = store.daily_rows(first, last, filters)
                 total = len(daily)
-                chosen = daily[::-1][(page - 1) * limit : page * limit]
+                chosen = daily[::-1][offset : offset + limit]
                 rows = [
                     {"date": d, "calls": c, "duration": s, "revenue": round(r / 100, 2)}
                     for d, c, s, r in chosen
@@ -515,9 +571,9 @@ class Sandbox:
             else:
                 positions = store.matching(first, last, filters)
                 total = len(positions)
-                hi = max(0, total - (page - 1) * limit)
-                lo = max(0, total - page * limit)
-                rows = list(store.records_at(positions[lo:hi][::-1]))
+                shuffle = served if self.unstable_ties else None
+                ranked = store.newest_first(positions, offset, offset + limit, shuffle)
+                rows = list(store.records_at(ranked))
         envelope: dict[str, Any] = {"status": "OK", "total_results": total}
         if stuck or page * limit < total:
             envelope["next_page"] = page + 1
@@ -557,6 +613,7 @@ class Sandbox:
             reply = self._faulty(fault, params) if fault else None
             if fault is None:
                 reply = self._cached_reply(params)
+                self._arrive_after(params, reply)
             elif fault.kind == "stuck":
                 status, envelope = self.respond(params, stuck=True)
                 reply = _Reply(status, json.dumps(envelope).encode())
@@ -593,6 +650,27 @@ class Sandbox:
                     self._body_bytes -= len(self._bodies.popitem(last=False)[1])
         return _Reply(status, body)
 
+    def _arrive_after(self, params: dict[str, str], reply: _Reply) -> None:
+        """Fire an armed :meth:`arrive_while_paging` once its page has been answered.
+
+        Called before the reply is written, so the client's next request sees the calls.
+        """
+        with self._lock:
+            key = params.get("api_key", "")
+            armed = self._arrivals.get(key)
+            if (
+                armed is None
+                or reply.status != 200
+                or not reply.body.startswith(_OK_BODY)
+                or params.get("type") != "calls"
+                or _grouped(params)
+                or int(params.get("page", "1")) != armed[1]
+            ):
+                return
+            del self._arrivals[key]
+            self._forget_bodies()
+            self._stores[key].add_newest(armed[0], params["end_date"])
+
     def _forget_bodies(self) -> None:
         """Drop served bodies: the data changed."""
         self._bodies.clear()
@@ -619,6 +697,11 @@ class Sandbox:
             body = json.dumps(envelope).encode()
             return _Reply(200, body[: max(1, len(body) // 2)])
         return None  # "stuck" is answered by respond()
+
+
+def _grouped(params: dict[str, str]) -> bool:
+    """Whether a query asks for per-day rows (``group_by_day``)."""
+    return params.get("group_by_day", "").lower() in ("true", "1")
 
 
 def _day(value: str) -> Any:
