@@ -12,6 +12,7 @@ of the sequential sync.
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import functools
 import random
 import time
@@ -29,6 +30,7 @@ from tap_optico import __version__, bookmarks
 from tap_optico.errors import (
     AccountError,
     IncompleteWindowError,
+    PaginationError,
     RetriesExhaustedError,
     TransientError,
     UnexpectedAnswerError,
@@ -37,12 +39,22 @@ from tap_optico.errors import (
     check_status,
     http_refusal,
 )
-from tap_optico.pagination import NextPagePaginator, Page, RequestsAhead, attach, page_of
+from tap_optico.pagination import (
+    NextPagePaginator,
+    Page,
+    RequestsAhead,
+    attach,
+    next_page_number,
+    page_of,
+)
+from tap_optico.records import daily_records
+from tap_optico.settings import MAX_PAGE_SIZE
+from tap_optico.tally import CallTally, DayTally, whole_page
 from tap_optico.transport import BoundedAdapter, Throttle, TransportError, TransportTimeoutError
 from tap_optico.windows import Window, cut
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
 
     from backoff.types import Details
     from singer_sdk.helpers.types import Context
@@ -92,10 +104,16 @@ _ENVELOPE = msgspec.json.Decoder(Envelope)
 
 
 class Query(t.NamedTuple):
-    """One account's date window: what one paginated query reads."""
+    """One account's date window: what one paginated query reads.
+
+    `limit` and `by_day` differ from the stream's own only for the window check's
+    reads: a day in one page, the API's per-day counts.
+    """
 
     account: str
     window: Window
+    limit: int | None = None
+    by_day: bool = False
 
     @override
     def __str__(self) -> str:
@@ -116,6 +134,7 @@ class OpticoStream(RESTStream[int], abc.ABC):
     path = ""
     group_by_day: t.ClassVar[bool] = False
     _paginator: NextPagePaginator
+    _tally: CallTally | DayTally
 
     def __init__(self, tap: OpticoTap) -> None:
         """A stream of this tap; its settings are the tap's."""
@@ -179,10 +198,10 @@ class OpticoStream(RESTStream[int], abc.ABC):
             "start_date": context["start_date"],
             "end_date": context["end_date"],
             "page": next_page_token or 1,
-            "limit": settings.page_size,
+            "limit": context.get("limit") or settings.page_size,
             **settings.filters,
         }
-        if self.group_by_day:
+        if self.group_by_day or context.get("group_by_day"):
             params["group_by_day"] = "true"
         return params
 
@@ -232,15 +251,22 @@ class OpticoStream(RESTStream[int], abc.ABC):
 
     @override
     def parse_response(self, response: requests.Response) -> list[dict[str, t.Any]]:
-        """The records of one page; the page keeps its row count for the paginator."""
+        """The records of one page the window's tally lets through (tally.py).
+
+        The page keeps its row count for the paginator.
+        """
         page = page_of(response)
         records = self.page_records(page.results)
         page.rows = len(records)
-        return records
+        return self._tally.page(records, page.total)
 
     @abc.abstractmethod
     def page_records(self, results: msgspec.Raw) -> list[dict[str, t.Any]]:
         """The records of one page's raw results."""
+
+    @abc.abstractmethod
+    def new_tally(self) -> CallTally | DayTally:
+        """The tally of one read of a window: what it emits, and whether it is whole."""
 
     @property
     @abc.abstractmethod
@@ -373,40 +399,140 @@ class OpticoStream(RESTStream[int], abc.ABC):
         return windows
 
     def _window_records(self, query: Query) -> Iterator[dict[str, t.Any]]:
-        """A window's records; re-read once if their count differs from total_results."""
+        """A window's records, checked: distinct calls against what the API announced.
+
+        A `calls` window that does not check out (rows repeated or skipped across
+        pages, a total that moved while paging) has the days in doubt read again, each
+        in one page; a `daily_calls` window is read again. Either stops the account at
+        this window if that cannot make it whole, as do pages that do not follow.
+        """
         started = time.monotonic()
         for attempt in (1, 2):
-            received = 0
-            for record in self._query_records(query, again=attempt > 1):
-                received += 1
-                yield record
-            total = self._paginator.total
-            if total is None or received == total:
+            tally = self._tally = self.new_tally()
+            yield from self._read(query, tally, again=attempt > 1)
+            count = tally.distinct
+            if tally.whole():
                 break
-            if attempt == 1:
-                self.logger.warning(
-                    "%s %s: received %d rows but the API announced %d; re-reading the window",
-                    self.name,
-                    query,
-                    received,
-                    total,
-                )
-            else:
+            if isinstance(tally, CallTally):
+                count = yield from self._reread_days(query, tally)
+                break
+            if attempt == 2:
                 msg = (
-                    f"{self.name} {query}: received {received} rows but the API announced "
-                    f"{total}, again; the bookmark stays before this window"
+                    f"{self.name} {query}: received {count} days but the API announced "
+                    f"{tally.totals[0]}, again; the bookmark stays before this window"
                 )
                 raise IncompleteWindowError(msg)
+            self.logger.warning(
+                "%s %s: received %d days but the API announced %s; re-reading the window",
+                self.name,
+                query,
+                count,
+                tally.totals[0],
+            )
         self.logger.info(
             "%s %s: %d %s, %d page(s), %.1fs (account %s)",
             self.name,
             query,
-            received,
+            count,
             "day(s)" if self.group_by_day else "call(s)",
             self._paginator.count,
             time.monotonic() - started,
             query.account,
         )
+
+    def _reread_days(
+        self, query: Query, tally: CallTally
+    ) -> Generator[dict[str, t.Any], None, int]:
+        """Read again, each in one page, the days of a window its first read cannot vouch for.
+
+        Only look-alikes straddling pages, with the right count: their days. Otherwise
+        the API's per-day counts say which days differ (all of them if it gives none).
+        Returns the window's distinct calls.
+        """
+        total = tally.totals[0] if tally.totals else None
+        days = [query.window.start + dt.timedelta(d) for d in range(query.window.days)]
+        if tally.changed:
+            reason = f"total_results went from {tally.totals[0]} to {tally.totals[-1]} while paging"
+        elif tally.distinct != total:
+            reason = (
+                f"{tally.rows} rows hold {tally.distinct} distinct calls but the API "
+                f"announced {total}"
+            )
+        else:
+            reason = "look-alike calls straddle pages"
+        if not tally.changed and tally.distinct == total:
+            reread = tally.days_to_reread(days, None)
+        else:
+            per_day = self._day_counts(query)
+            reread = days if per_day is None else tally.days_to_reread(days, per_day)
+        self.logger.warning(
+            "%s %s: %s; re-reading %d day(s), each in one page (account %s)",
+            self.name,
+            query,
+            reason,
+            len(reread),
+            query.account,
+        )
+        count = tally.distinct - sum(tally.by_day[day] for day in reread)
+        for day in reread:
+            count += yield from self._day_records(query, day)
+        return count
+
+    def _day_counts(self, query: Query) -> dict[dt.date, int] | None:
+        """The API's calls per day of a window (`group_by_day`); None without a whole answer."""
+        page = page_of(self.fetch(query._replace(limit=MAX_PAGE_SIZE, by_day=True), 1))
+        if next_page_number(page.next_page) is not None:
+            return None
+        counts = {}
+        for row in daily_records(page.results, self.coerce):
+            try:
+                day = dt.date.fromisoformat(row["date"] or "")
+            except ValueError:
+                return None
+            counts[day] = row["calls"] or 0
+        return counts
+
+    def _day_records(self, query: Query, day: dt.date) -> Generator[dict[str, t.Any], None, int]:
+        """One day's calls, read whole: in one page, or paged if it holds more than one page.
+
+        Raises:
+            IncompleteWindowError: the day's pages do not check out, twice.
+        """
+        one_day = Query(query.account, Window(day, day))
+        page = page_of(self.fetch(one_day._replace(limit=MAX_PAGE_SIZE), 1))
+        records = self.page_records(page.results)
+        if next_page_number(page.next_page) is None:
+            if page.total in (None, len(records)):
+                yield from whole_page(records)
+                return len(records)
+            reason = f"one page holds {len(records)} calls, the API announced {page.total}"
+        else:
+            reason = "its pages do not check out"
+            for _attempt in (1, 2):
+                tally = self._tally = self.new_tally()
+                try:
+                    yield from self._read(one_day, tally, again=True)
+                except PaginationError as error:
+                    reason = str(error).split(": ", 1)[-1].split("; stopping")[0]
+                    break
+                if tally.whole():
+                    return tally.distinct
+        msg = (
+            f"{self.name} {query}: the calls of {day} cannot be read whole, even day by day "
+            f"({reason}); the bookmark stays before this window"
+        )
+        raise IncompleteWindowError(msg)
+
+    def _read(
+        self, query: Query, tally: CallTally | DayTally, *, again: bool
+    ) -> Iterator[dict[str, t.Any]]:
+        """One read of a query through its tally; what was read is written even if it fails."""
+        try:
+            yield from self._query_records(query, again=again)
+        except AccountError:
+            yield from tally.end()
+            raise
+        yield from tally.end()
 
     def _query_records(self, query: Query, *, again: bool) -> Iterator[dict[str, t.Any]]:
         """One read of a query: the SDK's own loop, or requests sent ahead."""
@@ -444,11 +570,16 @@ class OpticoStream(RESTStream[int], abc.ABC):
         return self.request_decorator(self._send)
 
     def _context(self, query: Query) -> dict[str, t.Any]:
-        return {
+        context: dict[str, t.Any] = {
             "account": query.account,
             "start_date": query.window.start.isoformat(),
             "end_date": query.window.end.isoformat(),
         }
+        if query.limit is not None:
+            context["limit"] = query.limit
+        if query.by_day:
+            context["group_by_day"] = True
+        return context
 
     def _account(self, name: str) -> Account:
         return next(a for a in self.settings.accounts if a.name == name)

@@ -112,10 +112,12 @@ class NextPagePaginator(BaseAPIPaginator[int]):
         if number == 1:
             # A server may serve fewer rows than asked (a silent cap): count in its pages.
             self._served = rows
-        if self.total is not None and self.received >= self.total:
+        # A total that moved while paging (a call arrived) is the window check's to judge.
+        total = self.total if page.total is None else page.total
+        if total is not None and self.received >= total:
             self._stop(
                 page,
-                f"page {number} announces a next page, but all {self.total} rows of "
+                f"page {number} announces a next page, but all {total} rows of "
                 "total_results have been received",
             )
         if self.total is None and number >= MAX_PAGES_WITHOUT_TOTAL:

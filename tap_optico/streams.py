@@ -9,14 +9,15 @@ from typing_extensions import override
 
 from tap_optico import schemas
 from tap_optico.client import OpticoStream
-from tap_optico.records import CallRecords, Coercer, daily_records
+from tap_optico.records import CallRecords, Coercer, daily_records, local_days
+from tap_optico.tally import CallTally, DayTally
 
 if t.TYPE_CHECKING:
     import msgspec
 
 
 class CallsStream(OpticoStream):
-    """One record per tracked call; `call_id` is a digest of the call's identity."""
+    """One record per tracked call; `call_id` is a digest of the call's identity (records.py)."""
 
     name = "calls"
     primary_keys = ("account", "call_id")
@@ -37,6 +38,10 @@ class CallsStream(OpticoStream):
     def page_records(self, results: msgspec.Raw) -> list[dict[str, t.Any]]:
         return self.calls.page(results)
 
+    @override
+    def new_tally(self) -> CallTally:
+        return CallTally(local_days(self.settings.zone))
+
 
 class DailyCallsStream(OpticoStream):
     """One record per day (`group_by_day=true`): calls, total duration and revenue."""
@@ -55,3 +60,7 @@ class DailyCallsStream(OpticoStream):
     @override
     def page_records(self, results: msgspec.Raw) -> list[dict[str, t.Any]]:
         return daily_records(results, self.coerce)
+
+    @override
+    def new_tally(self) -> DayTally:
+        return DayTally()

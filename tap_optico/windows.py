@@ -15,6 +15,11 @@ class Window:
     start: dt.date
     end: dt.date
 
+    @property
+    def days(self) -> int:
+        """How many days the window holds."""
+        return (self.end - self.start).days + 1
+
     @override
     def __str__(self) -> str:
         """Render as the API's own start_date..end_date."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -10,6 +13,10 @@ import tempfile
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tap_optico.errors import OpticoError
+from tap_optico.messages import BufferedWriter
+from tap_optico.tap import TapOptico
 
 TAP = [sys.executable, "-m", "tap_optico"]
 
@@ -140,3 +147,47 @@ def parse_run(returncode: int, stdout: str, stderr: str) -> TapRun:
     """A finished run, its stdout read as Singer messages as run_tap reads them."""
     messages = [json.loads(line) for line in stdout.splitlines() if line.strip().startswith("{")]
     return TapRun(returncode, stdout, stderr, messages)
+
+
+def sync(
+    config: dict[str, t.Any],
+    *,
+    state: dict[str, t.Any] | None = None,
+    streams: t.Iterable[str] | None = None,
+) -> TapRun:
+    """Run one sync in this process, as the CLI would: exit code 1 and its line on failure.
+
+    `stderr` holds the log lines of the run.
+    """
+    catalog = None
+    if streams is not None:
+        catalog = TapOptico(config=config, validate_config=False).catalog_dict
+        wanted = set(streams)
+        for entry in catalog["streams"]:
+            for item in entry["metadata"]:
+                if item["breadcrumb"] == []:
+                    item["metadata"]["selected"] = entry["tap_stream_id"] in wanted
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    returncode = 0
+    try:
+        with contextlib.redirect_stdout(out):
+            tap = TapOptico(config=config, state=state, catalog=catalog)
+            try:
+                tap.sync_all()
+                tap.report()
+            except OpticoError as error:
+                logging.getLogger("tap-optico").error("%s", error)
+                returncode = 1
+            assert isinstance(tap.message_writer, BufferedWriter)
+            tap.message_writer.flush()
+    finally:
+        root.removeHandler(handler)
+    out.flush()
+    buffer = out.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return parse_run(returncode, buffer.getvalue().decode(), log.getvalue())

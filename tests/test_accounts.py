@@ -71,8 +71,8 @@ class Trio:
     def truth(self, name: str) -> dict[str, dict[str, t.Any]]:
         calls = self.sb.truth_calls(api_key=self.key_of[name])
         return {
-            expected.call_id(c): expected.record(c, name) | {"additional_fields": None}
-            for c in calls
+            key: record | {"additional_fields": None}
+            for key, record in expected.records(calls, name).items()
         }
 
     def truth_daily(self, name: str) -> dict[str, dict[str, t.Any]]:

@@ -192,14 +192,14 @@ def check_marts(
 
     outcomes = {ANSWERED: "answered", "occupé": "busy", "aucune réponse": "no_answer"}
     want = {
-        (account, expected.call_id(c)): (
+        (account, key): (
             expected.utc(c["start_date"])[:19].replace("T", " "),
             c["start_date"],
             c["start_date"][:10],
             outcomes[c["status"]],
         )
         for account in accounts
-        for c in calls
+        for key, c in expected.keyed(calls).items()
     }
     staged = {
         (a, call_id): (str(utc)[:19], str(local)[:19], str(day), outcome)

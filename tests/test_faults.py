@@ -40,9 +40,9 @@ from tap_optico.errors import (
     check_envelope,
 )
 from tap_optico.pagination import Page, page_of
-from tap_optico.records import call_id
 from tap_optico.tap import TapOptico
 from tap_optico.windows import Window
+from tests import expected
 from tests.tap_run import TapRun, catalog_for, config_for, run_tap
 
 if t.TYPE_CHECKING:
@@ -97,10 +97,7 @@ def last_error(run: TapRun) -> str:
 
 def truth_ids(sb: Sandbox, start: str | None = None, end: str | None = None) -> set[str]:
     """The call_id of every call the sandbox holds, computed as the tap does."""
-    return {
-        call_id(c["start_date"], c["caller"], c["tracking_number"], c["phone"])
-        for c in sb.truth_calls(start, end)
-    }
+    return expected.ids(sb.truth_calls(start, end))
 
 
 def assert_records_are_the_truth(run: TapRun, sb: Sandbox) -> None:

@@ -76,9 +76,9 @@ class Accounts:
     def truth(self, *names: str) -> dict[tuple[str, str], dict[str, t.Any]]:
         out = {}
         for name in names or self.names:
-            for call in self.sb.truth_calls(api_key=self.key_of[name]):
-                record = expected.record(call, name) | {"additional_fields": None}
-                out[name, record["call_id"]] = record
+            calls = self.sb.truth_calls(api_key=self.key_of[name])
+            for key, record in expected.records(calls, name).items():
+                out[name, key] = record | {"additional_fields": None}
         return out
 
     def truth_daily(self, *names: str) -> dict[tuple[str, str], dict[str, t.Any]]:

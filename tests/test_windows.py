@@ -60,10 +60,12 @@ def test_a_window_short_of_total_results_is_read_again_then_left_unpassed(
     short = {"status": "OK", "totalResults": 3, "results": [call(1), call(2)]}
     with caplog.at_level(logging.INFO):
         records, requests, tap = sync_one_day(short, max_concurrent_requests=concurrency)
-    assert requests == 2, "read once more, not forever"
-    assert len(records) == 4, "both reads are emitted; targets upsert on call_id"
+    assert requests == 3, "the window, its per-day counts, the day in one page: not forever"
+    assert len(records) == 2, "the first read is emitted; the short page is not a whole day"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("received 2 rows but the API announced 3; re-reading" in w for w in warnings)
+    assert any(
+        "2 rows hold 2 distinct calls but the API announced 3; re-reading" in w for w in warnings
+    )
     assert tap.has_failed("default"), "the account's sync stops at the short window"
     states = [
         json.loads(line) for line in capsys.readouterr().out.splitlines() if '"STATE"' in line
