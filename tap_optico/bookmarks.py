@@ -37,8 +37,9 @@ PROGRESS = "progress_markers"
 SIGNPOST = "replication_key_signpost"
 
 # The SDK warns, once per window, that progress markers are "not resumable"; ours are
-# promoted after each window, so the warning would only mislead.
-_UNSORTED_WARNING = "Stream is assumed to be unsorted"
+# promoted after each window, so the warning would only mislead. It also warns once per
+# record without a start_date: the coercions say it once per field, then count.
+_QUIET_WARNINGS = ("Stream is assumed to be unsorted", "New replication value is null")
 
 
 class StateError(OpticoError):
@@ -48,11 +49,11 @@ class StateError(OpticoError):
 class _DropUnsortedWarning(logging.Filter):
     @override
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(_UNSORTED_WARNING)
+        return not str(record.msg).startswith(_QUIET_WARNINGS)
 
 
 def quiet_unsorted_warning() -> None:
-    """Drop the SDK's misleading "not resumable" warning from its logs."""
+    """Drop the SDK's misleading and per-record warnings from its logs."""
     logger = logging.getLogger("singer_sdk")
     if not any(isinstance(f, _DropUnsortedWarning) for f in logger.filters):
         logger.addFilter(_DropUnsortedWarning())
@@ -137,15 +138,20 @@ def begin(stream: Stream, context: Context) -> None:
         stream.state_manager.write_replication_key_signpost(signpost, context=context)
 
 
-def commit_window(stream: Stream, context: Context) -> None:
+def commit_window(stream: Stream, context: Context, ceiling: str) -> None:
     """Promote the records seen so far to the account's bookmark and emit a STATE message.
 
-    Call it only when every record of the window has been written. The signpost
-    (the sync's start time, a ceiling for bookmarks) is kept for later windows.
+    Call it only when every record of the window has been written. A row the API dated
+    after the window (a stray 2099) is written but does not carry the bookmark past
+    `ceiling`, the window's last instant: a later window is never skipped for it. The
+    signpost (the sync's start time, another ceiling) is kept for later windows.
     """
     state = stream.get_context_state(context)
     signpost = state.get(SIGNPOST)
     stream.finalize_state_progress_markers(state)
+    value = state.get(VALUE)
+    if isinstance(value, str) and value > ceiling:
+        state[VALUE] = ceiling
     if signpost is not None:
         state[SIGNPOST] = signpost
 

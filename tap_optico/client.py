@@ -24,6 +24,7 @@ import msgspec
 import requests
 from singer_sdk import RESTStream
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from typing_extensions import override
 
 from tap_optico import __version__, bookmarks
@@ -38,6 +39,7 @@ from tap_optico.errors import (
     check_redirect,
     check_status,
     http_refusal,
+    not_a_page,
 )
 from tap_optico.pagination import (
     NextPagePaginator,
@@ -50,7 +52,13 @@ from tap_optico.pagination import (
 from tap_optico.records import daily_records
 from tap_optico.settings import MAX_PAGE_SIZE
 from tap_optico.tally import CallTally, DayTally, whole_page
-from tap_optico.transport import BoundedAdapter, Throttle, TransportError, TransportTimeoutError
+from tap_optico.transport import (
+    BoundedAdapter,
+    Throttle,
+    TransportError,
+    TransportTimeoutError,
+    utf8_body,
+)
 from tap_optico.windows import Window, cut
 
 if t.TYPE_CHECKING:
@@ -93,7 +101,8 @@ class Envelope(msgspec.Struct):
 
     status: str = "OK"
     errors: list[str] | str | None = None
-    results: msgspec.Raw = msgspec.Raw(b"[]")
+    # No default page: an answer without `results` is not a Data API page, even empty.
+    results: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     total_results: int | str | None = None
     totalResults: int | str | None = None
     next_page: int | str | bool | None = None
@@ -223,7 +232,9 @@ class OpticoStream(RESTStream[int], abc.ABC):
         check_redirect(status, response.headers.get("Location"))
         check_status(status, response.reason, response.headers.get("Retry-After"))
         try:
-            envelope = _ENVELOPE.decode(response.content)
+            envelope = _ENVELOPE.decode(
+                utf8_body(response.content, response.headers.get("Content-Type"))
+            )
         except msgspec.ValidationError as exc:
             if status >= 400:
                 raise http_refusal(status, response.reason) from None
@@ -237,6 +248,8 @@ class OpticoStream(RESTStream[int], abc.ABC):
         check_envelope(envelope.status, [errors] if isinstance(errors, str) else errors or [])
         if status >= 400:
             raise http_refusal(status, response.reason)
+        if envelope.results is msgspec.UNSET:
+            raise not_a_page(response.content)
         query = parse_qs(urlsplit(response.request.url or "").query)
         attach(
             response,
@@ -263,6 +276,10 @@ class OpticoStream(RESTStream[int], abc.ABC):
     @abc.abstractmethod
     def page_records(self, results: msgspec.Raw) -> list[dict[str, t.Any]]:
         """The records of one page's raw results."""
+
+    @abc.abstractmethod
+    def ceiling(self, window: Window) -> str:
+        """The highest bookmark a window can set: its last day, as the replication key."""
 
     @abc.abstractmethod
     def new_tally(self) -> CallTally | DayTally:
@@ -372,7 +389,7 @@ class OpticoStream(RESTStream[int], abc.ABC):
                     record["account"] = name
                     yield record
                 if commit_per_window:
-                    bookmarks.commit_window(self, context)
+                    bookmarks.commit_window(self, context, self.ceiling(window))
         except AccountError as error:
             bookmarks.abandon_window(self, context)
             if self._walk is not None:
@@ -388,12 +405,16 @@ class OpticoStream(RESTStream[int], abc.ABC):
         """
         settings = self.settings
         windows = {}
+        # Full table (Meltano's `metadata: replication-method`) reads the whole range.
+        full_table = self.replication_method == REPLICATION_FULL_TABLE
         for account in settings.accounts:
-            mark = bookmarks.bookmark(
-                self,
-                {"account": account.name},
-                inherits=account.name == settings.inheriting_account,
-            )
+            mark = None
+            if not full_table:
+                mark = bookmarks.bookmark(
+                    self,
+                    {"account": account.name},
+                    inherits=account.name == settings.inheriting_account,
+                )
             first = bookmarks.first_day(settings, mark, self.name)
             windows[account.name] = cut(first, settings.end_date, settings.window_days)
         return windows
@@ -483,14 +504,11 @@ class OpticoStream(RESTStream[int], abc.ABC):
         page = page_of(self.fetch(query._replace(limit=MAX_PAGE_SIZE, by_day=True), 1))
         if next_page_number(page.next_page) is not None:
             return None
-        counts = {}
-        for row in daily_records(page.results, self.coerce):
-            try:
-                day = dt.date.fromisoformat(row["date"] or "")
-            except ValueError:
-                return None
-            counts[day] = row["calls"] or 0
-        return counts
+        try:
+            rows = daily_records(page.results, self.coerce)
+        except UnexpectedAnswerError:
+            return None
+        return {dt.date.fromisoformat(row["date"]): row["calls"] or 0 for row in rows}
 
     def _day_records(self, query: Query, day: dt.date) -> Generator[dict[str, t.Any], None, int]:
         """One day's calls, read whole: in one page, or paged if it holds more than one page.

@@ -123,8 +123,14 @@ def check_redirect(status: int, location: str | None) -> None:
     """Refuse a redirect: following it would send the key, in the query string, elsewhere.
 
     Raises:
-        UnexpectedAnswerError: the answer is a redirect.
+        UnexpectedAnswerError: the answer is a redirect, or a 304 (no redirect, no page).
     """
+    if status == HTTPStatus.NOT_MODIFIED:
+        msg = (
+            "the API answered HTTP 304 Not Modified, the answer to a conditional request, "
+            "which the tap never sends: a cache or proxy at api_url answers for the Data API"
+        )
+        raise UnexpectedAnswerError(msg)
     if 300 <= status < 400:
         target = urlsplit(location or "")
         where = f"{target.scheme}://{target.netloc}{target.path}" if target.netloc else "elsewhere"
@@ -133,6 +139,20 @@ def check_redirect(status: int, location: str | None) -> None:
             "follows redirects (the key would go along): set api_url to the final address"
         )
         raise UnexpectedAnswerError(msg)
+
+
+def not_a_page(body: bytes) -> TransientError:
+    """An OK answer without `results` (`{}`, a proxy's JSON): retried, never read as empty.
+
+    A proxy's "try later" passes with a retry; a wrong api_url fails once retries run out.
+    """
+    return TransientError(
+        f"the answer has no results, so it is not a Data API page: {_quote(body)}"
+    )
+
+
+def _quote(body: bytes) -> str:
+    return one_line(body[:MAX_QUOTE].decode("utf-8", errors="replace"))
 
 
 def http_refusal(status: int, reason: str) -> APIRefusedError:

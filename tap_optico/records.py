@@ -63,6 +63,20 @@ _UTC = dt.timezone.utc
 _MAX_INTEGER = 2**63
 # The API's documented form; minutes and seconds are the same in UTC for whole-hour offsets.
 _LOCAL = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:[0-5]\d:[0-5]\d")
+# Other day orders a French PHP backend may print: DD/MM/YYYY (France's, never US
+# MM/DD), DD-MM-YYYY and YYYY/MM/DD, read as YYYY-MM-DD.
+_DAY_FIRST = re.compile(r"(\d\d)[/.-](\d\d)[/.-](\d{4})")
+_YEAR_SLASH = re.compile(r"(\d{4})/(\d\d)/(\d\d)")
+
+
+def iso_day(text: str) -> str:
+    """The YYYY-MM-DD of a date's text in the orders above, else the text as it was."""
+    head = text[:10]
+    match = _DAY_FIRST.fullmatch(head) or _YEAR_SLASH.fullmatch(head)
+    if match is None:
+        return text
+    day = match.groups() if match.re is _YEAR_SLASH else match.groups()[::-1]
+    return "-".join(day) + text[10:]
 
 
 def _finite(value: t.Any) -> float | None:
@@ -89,10 +103,11 @@ class Coercer:
         count = self.bad_values.get(field, 0)
         if not count:
             self.logger.warning(
-                "%s.%s: cannot read %r, emitting null (further ones are only counted)",
+                "%s.%s: cannot read %r, emitting null (further ones are only counted)%s",
                 self.stream,
                 field,
                 value,
+                "; such calls do not move the bookmark" if field == "start_date" else "",
             )
         self.bad_values[field] = count + 1
 
@@ -184,6 +199,8 @@ class LocalTimes:
         Raises:
             ValueError: the value is not a time.
         """
+        if not _LOCAL.fullmatch(value):
+            value = iso_day(value.strip())
         if _LOCAL.fullmatch(value):
             hour = value[:13]
             try:
@@ -328,6 +345,10 @@ def rows(results: bytes | msgspec.Raw) -> list[dict[str, t.Any]]:
     if bytes(results).strip() in (b"null", b""):
         return []
     try:
+        bytes(results).decode()
+    except UnicodeDecodeError as exc:
+        raise not_utf8(exc) from None
+    try:
         try:
             decoded = _ANY_PAGE.decode(results)
         except msgspec.ValidationError as exc:
@@ -342,6 +363,24 @@ def rows(results: bytes | msgspec.Raw) -> list[dict[str, t.Any]]:
         msg = "unexpected answer: the results are not a list of objects"
         raise UnexpectedAnswerError(msg)
     return found
+
+
+def not_utf8(error: UnicodeDecodeError) -> UnexpectedAnswerError:
+    """Text that is not UTF-8, and whose answer declared no other charset (transport.py)."""
+    byte = error.object[error.start : error.start + 1].hex()
+    return UnexpectedAnswerError(
+        f"unexpected answer: the page is not UTF-8 text (byte 0x{byte} at {error.start}), "
+        "and its Content-Type declares no other charset"
+    )
+
+
+def _calendar_day(value: t.Any) -> str:
+    text = iso_day(value.strip()) if isinstance(value, str) else ""
+    try:
+        return dt.date.fromisoformat(text[:10]).isoformat()
+    except ValueError:
+        msg = f"unexpected answer: daily_calls date {str(value)[:40]!r} is not a date"
+        raise UnexpectedAnswerError(msg) from None
 
 
 def _float_or_text(text: str) -> float | str:
@@ -363,13 +402,17 @@ def _reason(exc: BaseException) -> str:
 
 
 def daily_records(results: bytes | msgspec.Raw, coerce: Coercer) -> list[dict[str, t.Any]]:
-    """The `daily_calls` records of one page: day totals, the date kept as YYYY-MM-DD."""
+    """The `daily_calls` records of one page: day totals, the date as YYYY-MM-DD.
+
+    Raises:
+        UnexpectedAnswerError: a row whose date is not a calendar date (the record's key
+            and the stream's bookmark: nothing else may reach a target or the state).
+    """
     records = []
     for row in rows(results):
-        day = coerce.string("date", row.get("date"))
         records.append(
             {
-                "date": day[:10] if day else None,
+                "date": _calendar_day(row.get("date")),
                 "calls": coerce.integer("calls", row.get("calls")),
                 "duration": coerce.integer("duration", row.get("duration")),
                 "revenue": coerce.number("revenue", row.get("revenue")),
@@ -426,6 +469,8 @@ class CallRecords:
             calls = decoder.decode(results)
         except (msgspec.ValidationError, RecursionError):
             return [self.record(row) for row in rows(results)]
+        except UnicodeDecodeError as exc:
+            raise not_utf8(exc) from None
         records = []
         for call in calls:
             record = msgspec.structs.asdict(call)

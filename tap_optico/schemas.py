@@ -25,7 +25,7 @@ CALLS = th.PropertiesList(
         required=True,
         description=(
             "Stable id of the call: a BLAKE2b digest of its local start time, caller, "
-            "tracking number and destination phone (the API has none)."
+            "tracking number and destination phone, look-alikes numbered (the API has none)."
         ),
     ),
     th.Property(
@@ -93,3 +93,8 @@ DAILY_CALLS = th.PropertiesList(
     ),
     th.Property("revenue", th.NumberType, description="Total estimated revenue that day."),
 ).to_dict()
+
+# The SDK names draft 2020-12, which draft-4 targets refuse ("Schema version must be
+# Draft 4"); these schemas use nothing past draft 4, so they name no draft at all.
+for _schema in (CALLS, DAILY_CALLS):
+    _schema.pop("$schema", None)

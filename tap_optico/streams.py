@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import typing as t
 
@@ -14,6 +15,8 @@ from tap_optico.tally import CallTally, DayTally
 
 if t.TYPE_CHECKING:
     import msgspec
+
+    from tap_optico.windows import Window
 
 
 class CallsStream(OpticoStream):
@@ -42,6 +45,13 @@ class CallsStream(OpticoStream):
     def new_tally(self) -> CallTally:
         return CallTally(local_days(self.settings.zone))
 
+    @override
+    def ceiling(self, window: Window) -> str:
+        """The window's last second, in UTC as records write start_date."""
+        midnight = dt.datetime.combine(window.end + dt.timedelta(days=1), dt.time())
+        last = midnight.replace(tzinfo=self.settings.zone) - dt.timedelta(seconds=1)
+        return last.astimezone(dt.timezone.utc).isoformat()
+
 
 class DailyCallsStream(OpticoStream):
     """One record per day (`group_by_day=true`): calls, total duration and revenue."""
@@ -64,3 +74,7 @@ class DailyCallsStream(OpticoStream):
     @override
     def new_tally(self) -> DayTally:
         return DayTally()
+
+    @override
+    def ceiling(self, window: Window) -> str:
+        return window.end.isoformat()

@@ -143,3 +143,27 @@ class BoundedAdapter(HTTPAdapter):
         finally:
             raw.release_conn()
         return b"".join(chunks)
+
+
+# Charsets a PHP backend may declare instead of UTF-8; their text is transcoded.
+_SINGLE_BYTE = frozenset({"iso-8859-1", "latin-1", "latin1", "iso-8859-15", "windows-1252"})
+_BOM = b"\xef\xbb\xbf"
+
+
+def utf8_body(content: bytes, content_type: str | None) -> bytes:
+    """The body as UTF-8 JSON: a BOM dropped, a declared Latin-1 or Windows-1252 transcoded.
+
+    JSON is UTF-8 (RFC 8259), so bytes that are not UTF-8 are refused later, in one
+    line, unless the answer says which single-byte charset they are in.
+    """
+    if content.startswith(_BOM):
+        return content[len(_BOM) :]
+    charset = ""
+    for part in (content_type or "").split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    if charset in _SINGLE_BYTE:
+        codec = "cp1252" if charset == "windows-1252" else charset
+        return content.decode(codec, errors="replace").encode()
+    return content

@@ -128,7 +128,8 @@ def truth_marts(calls: list[dict[str, t.Any]], accounts: t.Iterable[str]) -> Mar
     """What the marts must hold for these calls (start_date in local time), per account."""
     by_day = group(calls, lambda c: (c["start_date"][:10], label(c["source"])))
     by_source = group(calls, lambda c: (label(c["source"]), label(c["keyword"]), "(none)"))
-    by_caller = group(calls, lambda c: (c["caller"],))
+    # A hidden number (an empty caller) is nobody's: the marts leave it out.
+    by_caller = group([c for c in calls if c["caller"]], lambda c: (c["caller"],))
     per_caller = {}
     for (caller,), rows in by_caller.items():
         starts = sorted(c["start_date"] for c in rows)
