@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import re
 import typing as t
+import unicodedata
 import zoneinfo
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 from typing_extensions import override
+
+if t.TYPE_CHECKING:
+    import logging
+
+    from jsonschema import ValidationError
 
 DEFAULT_API_URL = "https://www.optico.fr/data-api"
 DEFAULT_ACCOUNT_NAME = "default"
@@ -27,8 +34,12 @@ MAX_PAGE_SIZE = 5000
 # killed backfill loses at most a week of progress, and a year is only ~52 windows.
 DEFAULT_WINDOW_DAYS = 7
 DEFAULT_LOOKBACK_DAYS = 3
+# Ten years: no one means a longer window, and far beyond it date arithmetic overflows.
+MAX_WINDOW_DAYS = 3660
 # Generous for a 5000-row page from a slow API, short enough to retry a dead socket.
 DEFAULT_REQUEST_TIMEOUT = 60
+# An hour for one answer is a hang, not a slow API; far beyond it socket timeouts overflow.
+MAX_REQUEST_TIMEOUT = 3600
 DEFAULT_MAX_RETRIES = 6
 # Three requests in flight: the next pages are fetched while the current one is written.
 # With 2, a 300 ms API gives at most 2x a sequential sync (1.94x measured); 3 clears
@@ -160,7 +171,7 @@ SCHEMA = th.PropertiesList(
     ),
     th.Property(
         "window_days",
-        th.IntegerType(minimum=1),
+        th.IntegerType(minimum=1, maximum=MAX_WINDOW_DAYS),
         default=DEFAULT_WINDOW_DAYS,
         title="Window days",
         description=(
@@ -170,7 +181,7 @@ SCHEMA = th.PropertiesList(
     ),
     th.Property(
         "request_timeout",
-        th.IntegerType(minimum=1),
+        th.IntegerType(minimum=1, maximum=MAX_REQUEST_TIMEOUT),
         default=DEFAULT_REQUEST_TIMEOUT,
         title="Request timeout",
         description="Seconds to wait for each HTTP response before retrying.",
@@ -196,6 +207,11 @@ SCHEMA = th.PropertiesList(
         ),
     ),
 ).to_dict()
+
+# Settings whose values may hold a key: no error quotes them, whatever their shape.
+SECRET_SETTINGS = frozenset(
+    name for name, spec in SCHEMA["properties"].items() if spec.get("secret")
+)
 
 
 class SettingsError(ValueError):
@@ -235,7 +251,7 @@ class Settings:
     filters: dict[str, str]
 
     @classmethod
-    def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
+    def from_config(cls, config: t.Mapping[str, t.Any], logger: logging.Logger) -> Settings:
         """Check what the JSON schema cannot, and fill in defaults.
 
         Raises:
@@ -243,11 +259,21 @@ class Settings:
         """
         zone = _zone(config.get("timezone") or DEFAULT_TIMEZONE)
         start = _date("start_date", config["start_date"])
+        today = dt.datetime.now(zone).date()
         end_value = config.get("end_date")
-        end = _date("end_date", end_value) if end_value else dt.datetime.now(zone).date()
+        end = _date("end_date", end_value) if end_value else today
         if start > end:
             msg = f"start_date {start} is after end_date {end}"
             raise SettingsError(msg)
+        if end > today:
+            # Days to come hold no calls: planning them would cost requests on every run.
+            logger.info(
+                "end_date %s is after today (%s in %s): syncing up to today", end, today, zone
+            )
+            end = today
+            if start > end:
+                msg = f"start_date {start} is after today ({today} in {zone}): nothing to sync"
+                raise SettingsError(msg)
         page_size = int(config.get("page_size", MAX_PAGE_SIZE))
         if not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
             msg = f"page_size must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE}, got {page_size}"
@@ -322,20 +348,32 @@ def _accounts(config: t.Mapping[str, t.Any]) -> tuple[tuple[Account, ...], str |
         accounts = tuple(found)
         # Moving from api_key to accounts: the account named as the single one was keeps
         # the bookmark of the state that single account wrote.
-        single = str(config.get("account_name") or DEFAULT_ACCOUNT_NAME)
+        single = _label(config.get("account_name") or DEFAULT_ACCOUNT_NAME)
         inheriting = single if any(a.name == single for a in accounts) else None
     selected = config.get("select_accounts")
-    if selected:
-        unknown = sorted(set(selected) - {a.name for a in accounts})
+    if selected is not None:
+        if not selected:
+            msg = "select_accounts is empty, so it selects no account: remove it to sync them all"
+            raise SettingsError(msg)
+        wanted = {_label(name) for name in selected}
+        unknown = sorted(wanted - {a.name for a in accounts})
         if unknown:
             msg = f"select_accounts names {', '.join(map(repr, unknown))}, not in accounts"
             raise SettingsError(msg)
-        accounts = tuple(a for a in accounts if a.name in selected)
+        accounts = tuple(a for a in accounts if a.name in wanted)
     return accounts, inheriting
 
 
+def _label(value: t.Any) -> str:
+    """An account name as records and state hold it: trimmed, and in NFC.
+
+    Names that look the same are the same name: "Café" typed in NFC or NFD is one account.
+    """
+    return unicodedata.normalize("NFC", str(value or "")).strip()
+
+
 def _account_name(setting: str, value: t.Any) -> str:
-    name = str(value or "").strip()
+    name = _label(value)
     if not name or len(name) > MAX_ACCOUNT_NAME or not name.isprintable():
         msg = f"{setting} must be a short printable label (1 to {MAX_ACCOUNT_NAME} characters)"
         raise SettingsError(msg)
@@ -366,16 +404,97 @@ def _valid_host(host: str) -> bool:
 
 
 def check_environment(environ: t.Mapping[str, str], prefix: str) -> None:
-    """Refuse an integer setting given by an environment variable that is no integer.
+    """Refuse a setting given by an environment variable the SDK would fail to read.
+
+    An integer setting must be an integer; a list (other than of strings, which may be
+    comma-separated) or an object must be JSON.
 
     Raises:
-        SettingsError: the variable names the setting and its value is not an integer.
+        SettingsError: the variable names the setting and its value is unreadable.
     """
     for name, schema in SCHEMA["properties"].items():
-        value = environ.get(f"{prefix}{name.upper()}")
-        if value is not None and "integer" in str(schema.get("type")):
+        variable = f"{prefix}{name.upper()}"
+        value = environ.get(variable)
+        if value is None:
+            continue
+        kinds = _kinds(schema)
+        if "integer" in kinds:
             try:
                 int(value)
             except ValueError:
-                msg = f"{name} from {prefix}{name.upper()}={value[:40]!r} is not an integer"
+                msg = f"{name} from {variable}={value[:40]!r} is not an integer"
                 raise SettingsError(msg) from None
+        elif "object" in kinds or (
+            "array" in kinds and "string" not in _kinds(schema.get("items") or {})
+        ):
+            try:
+                json.loads(value)
+            except (ValueError, RecursionError):
+                # Not quoted: the value of `accounts` holds keys.
+                msg = f"{name} from {variable} is not valid JSON"
+                raise SettingsError(msg) from None
+
+
+def schema_errors(schema: dict[str, t.Any], config: t.Mapping[str, t.Any]) -> list[str]:
+    """The config's JSON Schema errors, worded as the SDK does, except under secret settings.
+
+    jsonschema quotes the offending value, and a key in a misplaced bracket is one: an
+    error under a secret setting says only where it is and the shape expected.
+    """
+    validator = th.DEFAULT_JSONSCHEMA_VALIDATOR(schema)
+    return [_schema_error(error) for error in validator.iter_errors(dict(config))]
+
+
+def _schema_error(error: ValidationError) -> str:
+    path = list(error.absolute_path)
+    where = f"config[{']['.join(repr(part) for part in path)}]"
+    # A missing member is named from the schema, never from the value.
+    if path and path[0] in SECRET_SETTINGS and error.validator != "required":
+        expected = _expected(error.schema if isinstance(error.schema, dict) else {})
+        return f"{where} must be {expected} (its value is not shown: it may hold a key)"
+    return f"{error.message} in {where}" if path else error.message
+
+
+def _expected(schema: dict[str, t.Any]) -> str:
+    """What a schema asks for, in words: 'a list such as [{"name": ..., "api_key": ...}]'."""
+    kinds = _kinds(schema)
+    if kinds == ["array"] and isinstance(schema.get("items"), dict):
+        return f"a list such as [{_example(schema['items'])}]"
+    if kinds == ["object"]:
+        return f"an object such as {_example(schema)}"
+    return " or ".join(f"a {kind}" for kind in kinds)
+
+
+def _example(schema: dict[str, t.Any]) -> str:
+    if _kinds(schema) == ["object"]:
+        return "{" + ", ".join(f'"{name}": ...' for name in schema.get("properties", {})) + "}"
+    return "..."
+
+
+def _kinds(schema: dict[str, t.Any]) -> list[str]:
+    kinds = schema.get("type", [])
+    return [kind for kind in ([kinds] if isinstance(kinds, str) else kinds) if kind != "null"]
+
+
+def secret_values(config: t.Mapping[str, t.Any]) -> list[str]:
+    """Every value under a secret setting, whatever its shape, but the names of accounts.
+
+    What a well-formed config holds are the keys; a malformed one may hold them anywhere.
+    Account names are labels printed in every log line: masking them would garble the logs.
+    """
+    found: list[str] = []
+
+    def walk(value: t.Any) -> None:
+        if isinstance(value, dict):
+            for member, item in value.items():
+                if not (member == "name" and isinstance(item, str)):
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            found.append(str(value))
+
+    for name in sorted(SECRET_SETTINGS):
+        walk(config.get(name))
+    return found

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tap_optico.settings import SCHEMA
+from tap_optico.settings import MAX_REQUEST_TIMEOUT, MAX_WINDOW_DAYS, SCHEMA
 from tests.tap_run import TAP, config_for, run_tap
 
 
@@ -26,6 +26,14 @@ from tests.tap_run import TAP, config_for, run_tap
         ({"api_key": None}, "set api_key (one account) or accounts (several)"),
         ({"lookback_days": -1}, "-1 is less than the minimum of 0 in config['lookback_days']"),
         ({"window_days": 0}, "0 is less than the minimum of 1 in config['window_days']"),
+        (
+            {"window_days": 10**12},
+            f"is greater than the maximum of {MAX_WINDOW_DAYS} in config['window_days']",
+        ),
+        (
+            {"request_timeout": 10**12},
+            f"is greater than the maximum of {MAX_REQUEST_TIMEOUT} in config['request_timeout']",
+        ),
     ],
 )
 def test_invalid_settings_fail_before_any_request(make_sandbox, overrides, message):
