@@ -18,10 +18,19 @@ from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
 from tap_optico import bookmarks, redact
+from tap_optico.catalog import with_chosen_methods
 from tap_optico.client import OpticoStream
 from tap_optico.errors import AccountError, OpticoError
 from tap_optico.messages import BufferedWriter
-from tap_optico.settings import SCHEMA, Settings, SettingsError, check_environment
+from tap_optico.settings import (
+    SCHEMA,
+    Settings,
+    SettingsError,
+    check_environment,
+    schema_errors,
+    secret_values,
+)
+from tap_optico.state import checked_state
 from tap_optico.streams import CallsStream, DailyCallsStream
 
 if t.TYPE_CHECKING:
@@ -48,10 +57,11 @@ class TapOptico(Tap):
     message_writer_class = BufferedWriter
 
     def __init__(self, *args: t.Any, validate_config: bool = True, **kwargs: t.Any) -> None:
-        """Load and check the config; from here on every API key is masked in all logs.
+        """Load and check the config and state; from here on every API key is masked in all logs.
 
         Raises:
             ConfigValidationError: a setting is invalid (no key is ever quoted).
+            StateError: the state is not of a shape this tap reads.
         """
         if kwargs.get("parse_env_config"):
             try:
@@ -59,18 +69,21 @@ class TapOptico(Tap):
             except SettingsError as exc:
                 raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
         self._failed: dict[str, dict[str, AccountError]] = {}
+        if isinstance(kwargs.get("catalog"), dict):
+            kwargs["catalog"] = with_chosen_methods(kwargs["catalog"])
         invalid: ConfigValidationError | None = None
         try:
             super().__init__(*args, validate_config=validate_config, **kwargs)
         except ConfigValidationError as exc:
             invalid = exc
         if invalid is not None:
-            # jsonschema quotes the offending value: mask the keys if one is the culprit.
+            # The SDK's errors quote the offending value, a key for a misshapen `accounts`:
+            # ours never quote a secret setting, and all its values are masked as well.
             # Raised outside the except block, so no exception chain keeps the original.
-            clean = redact.Redactor(*_keys(self.config))
-            errors = [clean(error) for error in invalid.errors]
+            clean = redact.Redactor(*secret_values(self.config))
+            errors = [clean(error) for error in schema_errors(self.config_jsonschema, self.config)]
             raise ConfigValidationError(clean(str(invalid)), errors=errors)
-        for key in _keys(self.config):
+        for key in secret_values(self.config):
             redact.install(key)
         bookmarks.quiet_unsorted_warning()
         if threading.current_thread() is threading.main_thread():
@@ -91,11 +104,20 @@ class TapOptico(Tap):
     @functools.cached_property
     def settings(self) -> Settings:
         """The settings, read once: both streams sync the same days, even across midnight."""
-        return Settings.from_config(self.config)
+        return Settings.from_config(self.config, self.logger)
 
     @override
     def discover_streams(self) -> list[Stream]:
         return [CallsStream(self), DailyCallsStream(self)]
+
+    @override
+    def load_state(self, state: dict[str, t.Any]) -> None:
+        """Refuse a state of another shape in one line, where the SDK would fail obscurely.
+
+        Raises:
+            StateError: the state is not of a shape this tap reads.
+        """
+        super().load_state(checked_state(state, self.logger))
 
     def account_failed(self, stream: str, account: str, error: AccountError) -> None:
         """Report a failed account (by name: its key is never shown); the others go on."""
@@ -124,6 +146,10 @@ class TapOptico(Tap):
             state = kwargs.get("state")
             if state is not None:
                 text = state.read()
+                if not text.strip():
+                    # A first run of `--state state.json` after `touch state.json`.
+                    cls.logger.info("the state file is empty: starting without a state")
+                    text = "{}"
                 _json_object("state", text)
                 kwargs = {**kwargs, "state": io.StringIO(text)}
             super().invoke(*args, **kwargs)
@@ -163,15 +189,6 @@ class TapOptico(Tap):
                     cls.logger.error("%s: %s", path, exc)
                     ctx.exit(1)
         return super().cb_config(ctx, param, value)
-
-
-def _keys(config: t.Mapping[str, t.Any]) -> list[str]:
-    """Every API key in a config, the single one and those of `accounts`."""
-    keys = [str(config["api_key"])] if config.get("api_key") else []
-    accounts = config.get("accounts")
-    if isinstance(accounts, list):
-        keys += [str(a["api_key"]) for a in accounts if isinstance(a, dict) and a.get("api_key")]
-    return keys
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:

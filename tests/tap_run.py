@@ -154,10 +154,12 @@ def sync(
     *,
     state: dict[str, t.Any] | None = None,
     streams: t.Iterable[str] | None = None,
+    replication_method: str | None = None,
 ) -> TapRun:
     """Run one sync in this process, as the CLI would: exit code 1 and its line on failure.
 
-    `stderr` holds the log lines of the run.
+    `streams` selects streams in a catalog, where `replication_method` is set as
+    Meltano's `metadata:` sets it. `stderr` holds the log lines of the run.
     """
     catalog = None
     if streams is not None:
@@ -167,6 +169,8 @@ def sync(
             for item in entry["metadata"]:
                 if item["breadcrumb"] == []:
                     item["metadata"]["selected"] = entry["tap_stream_id"] in wanted
+                    if replication_method is not None:
+                        item["metadata"]["replication-method"] = replication_method
     log = io.StringIO()
     handler = logging.StreamHandler(log)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
