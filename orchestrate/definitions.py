@@ -161,7 +161,6 @@ def optico_account(
 optico_sync = dg.define_asset_job(
     "optico_sync",
     selection=[optico_account],
-    partitions_def=accounts,
     description="Sync one account (a partition) into the warehouse.",
 )
 

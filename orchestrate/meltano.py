@@ -63,18 +63,28 @@ class Outcome:
         if not isinstance(event, dict):
             self.tail.append(line.rstrip())
             return
-        metric = event.get("metric_info")
+        text = str(event.get("event", "")).strip()
+        metric = event.get("metric_info") or _metric_in(text)
         if isinstance(metric, dict):
             # The tap's SDK counters, one per stream and account, emitted as it goes.
             if metric.get("metric") == "record_count" and event.get("cmd_type") == "extractor":
                 stream = str(metric.get("tags", {}).get("stream"))
                 self.records[stream] = self.records.get(stream, 0) + int(metric.get("value", 0))
             return
-        text = str(event.get("event", "")).strip()
         level = str(event.get("level", "info"))
         self.tail.append(f"{event.get('name') or 'meltano'} {level}: {text}")
         if level in ("error", "critical") and text:
             self.errors.append(text.splitlines()[0])
+
+
+def _metric_in(text: str) -> t.Any:
+    """The SDK's metric as text (``METRIC: {...}``), when it reached Meltano unstructured."""
+    if not text.startswith("METRIC: {"):
+        return None
+    try:
+        return json.loads(text.removeprefix("METRIC: "))
+    except ValueError:
+        return None
 
 
 def run_el(
