@@ -88,9 +88,8 @@ def _runs_syncing(context: dg.AssetExecutionContext, name: str) -> list[str]:
     """Other Dagster runs of these assets on this account that may still be running."""
     runs = context.instance.get_runs(dg.RunsFilter(tags={"dagster/partition": name}, statuses=LIVE))
     ours = set(context.assets_def.keys)
-    return [
-        r.run_id for r in runs if r.run_id != context.run_id and ours & (r.asset_selection or ours)
-    ]
+    this = context.run.run_id
+    return [r.run_id for r in runs if r.run_id != this and ours & (r.asset_selection or ours)]
 
 
 def _failure(name: str, state_id: str, outcome: Outcome) -> dg.Failure:

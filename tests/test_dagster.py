@@ -438,6 +438,7 @@ def test_a_partition_killed_mid_run_then_retried_resumes_from_its_confirmed_stat
     acc.sb.clear_requests()
     retried = location.materialize(name)
     assert retried.success, failure_of(retried)
+    assert retried.retry_attempts_for_node("optico_account") == 0, "taken over at once"
     assert acc.first_days(name) == {s: resume_day(marks[s]) for s in marks}, "from its bookmark"
     assert calls_rows(warehouse) == acc.truth(), "nothing lost, nothing duplicated"
     assert daily_rows(warehouse) == acc.truth_daily()
