@@ -1,13 +1,16 @@
-"""Shared fixtures: a running Optico sandbox per test."""
+"""Shared fixtures: a running Optico sandbox per test; Meltano and PostgreSQL for the e2e tier."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from optico_sandbox import Sandbox
+from tests.e2e import POSTGRES_URL, REQUIRE_POSTGRES, Meltano, Warehouse, meltano_executable
 
 
 @pytest.fixture
@@ -30,3 +33,38 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
     yield _make
     for sb in started:
         sb.stop()
+
+
+@pytest.fixture(scope="session")
+def meltano(tmp_path_factory: pytest.TempPathFactory) -> Meltano:
+    """`meltano install` of every plugin in meltano.yml, once per session (~15 s with uv)."""
+    runner = Meltano(meltano_executable(), tmp_path_factory.mktemp("meltano-sys"))
+    runner.run("install", timeout=900)
+    return runner
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """TAP_OPTICO_TEST_POSTGRES_URL, answering; skipped without it unless CI requires it."""
+    if not POSTGRES_URL:
+        message = "TAP_OPTICO_TEST_POSTGRES_URL is not set"
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"{message} but TAP_OPTICO_REQUIRE_POSTGRES=1")
+        pytest.skip(message)
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=10) as conn:
+            conn.execute("select 1")
+    except psycopg.OperationalError as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def warehouse(postgres_url: str) -> Iterator[Warehouse]:
+    """A PostgreSQL schema of the test's own, dropped afterwards."""
+    schema = f"tap_optico_e2e_{uuid.uuid4().hex[:12]}"
+    yield Warehouse(postgres_url, schema)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'drop schema if exists "{schema}" cascade')

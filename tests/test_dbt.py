@@ -32,20 +32,12 @@ from pathlib import Path
 import pytest
 
 from tests import expected
-from tests.test_meltano import (
-    FOREIGN_TZ,
-    Meltano,
-    Warehouse,
-    meltano_executable,
-    postgres_url,
-    tap_env,
-)
+from tests.e2e import FOREIGN_TZ, Meltano, Warehouse, meltano_executable
+from tests.test_meltano import tap_env
 
 psycopg = pytest.importorskip("psycopg")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::ResourceWarning")]
-
-__all__ = ["postgres_url"]  # the fixture, shared with tests/test_meltano.py
 
 PLUGINS = ("tap-optico", "target-postgres", "target-duckdb", "dbt-postgres", "dbt-duckdb")
 ACCOUNTS = ["north", "south"]

@@ -1,12 +1,9 @@
 """End to end with several accounts: real Meltano, real target-postgres, the sandbox as the API.
 
 The fixtures (Meltano installed once per session, a PostgreSQL schema per test) are
-tests/test_meltano.py's; settings reach the plugins as environment variables, the
+tests/conftest.py's; settings reach the plugins as environment variables, the
 accounts as TAP_OPTICO_ACCOUNTS (JSON), as a user would set them.
 """
-
-# The fixtures imported from tests/test_meltano.py are test parameters of the same name.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -20,20 +17,9 @@ import pytest
 
 from optico_sandbox import Sandbox
 from tests import expected
+from tests.e2e import ENVIRONMENT, PROJECT, RECORD_FIELDS, Meltano, Warehouse
 from tests.tap_run import bookmark_of
-from tests.test_meltano import (
-    ENVIRONMENT,
-    LOOKBACK,
-    PROJECT,
-    RECORD_FIELDS,
-    Meltano,
-    Warehouse,
-    local_day,
-    meltano,  # noqa: F401 (a fixture)
-    postgres_url,  # noqa: F401 (a fixture)
-    state_of,
-    warehouse,  # noqa: F401 (a fixture)
-)
+from tests.test_meltano import LOOKBACK, local_day, state_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
