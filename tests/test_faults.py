@@ -3,7 +3,7 @@
 Most tests run the real CLI (tests/tap_run.py) against the sandbox with injected
 faults and compare the output with the sandbox's truth and its request log. The
 error mapping of responses the tap cannot provoke (its own parameters are always
-valid) is tested on errors.py and client.DataAPI with requests-mock.
+valid) is tested on errors.py and client.OpticoStream with requests-mock.
 
 Every test uses a distinctive API key and checks it appears in no output.
 """

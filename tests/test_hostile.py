@@ -5,7 +5,7 @@ Each test scripts a hostile server (tests/hostile.py): a real HTTP server on
 the test decides, down to the bytes on the wire: endless pages, redirects to another
 host, error messages that quote the key, absurd totals and Retry-After values, a body
 sent one byte per second, a request never answered, JSON of unexpected shapes. The
-real CLI (`python -m tap_optico.tap`) runs against it in a subprocess, limited to
+real CLI (`python -m tap_optico`) runs against it in a subprocess, limited to
 1 GiB of address space and to a few seconds of wall time, so a hang or a runaway
 allocation fails the test instead of stalling the suite or the machine.
 

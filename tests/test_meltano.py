@@ -83,6 +83,8 @@ def test_run_then_incremental_run_then_full_refresh(postgres_url, warehouse, mel
     truth_1 = truth_by_id(sb.truth_calls())
     loaded = warehouse.calls()
     assert len(loaded) == len(truth_1) == 3000
+    lookalikes = 3000 - len({expected.call_id(c) for c in sb.truth_calls()})
+    assert lookalikes >= 20, "the data holds look-alikes, each its own row"
     assert loaded == truth_1, "every row, every column, start_date in UTC"
     daily_1 = daily_by_date(sb.truth_daily())
     assert warehouse.daily() == daily_1
