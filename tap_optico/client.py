@@ -494,7 +494,8 @@ class OpticoStream(RESTStream[int], abc.ABC):
             len(reread),
             query.account,
         )
-        count = tally.distinct - sum(tally.by_day[day] for day in reread)
+        by_day = tally.by_day
+        count = tally.distinct - sum(by_day[day] for day in reread)
         for day in reread:
             count += yield from self._day_records(query, day)
         return count

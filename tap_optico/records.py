@@ -421,18 +421,17 @@ def daily_records(results: bytes | msgspec.Raw, coerce: Coercer) -> list[dict[st
     return records
 
 
-def local_days(zone: zoneinfo.ZoneInfo) -> t.Callable[[t.Mapping[str, t.Any]], dt.date | None]:
-    """A reader of a record's local calendar day, from its UTC start_date (cached per minute)."""
+def local_days(zone: zoneinfo.ZoneInfo) -> t.Callable[[str | None], dt.date | None]:
+    """A reader of the local calendar day of a UTC start_date (or its minute), cached per minute."""
     minutes: dict[str, dt.date] = {}
 
-    def day_of(record: t.Mapping[str, t.Any]) -> dt.date | None:
-        start = record.get("start_date")
+    def day_of(start: str | None) -> dt.date | None:
         if not start:
             return None
         minute = start[:16]
         day = minutes.get(minute)
         if day is None:
-            moment = dt.datetime.fromisoformat(start)
+            moment = dt.datetime.fromisoformat(f"{minute}+00:00")
             day = minutes[minute] = moment.astimezone(zone).date()
         return day
 

@@ -34,12 +34,13 @@ Record = dict[str, t.Any]
 class CallTally:
     """One read of one window of `calls`: what to emit now, and what the read proves."""
 
-    def __init__(self, day_of: Callable[[Record], dt.date | None]) -> None:
-        """`day_of` gives a record's local calendar day."""
+    def __init__(self, day_of: Callable[[str | None], dt.date | None]) -> None:
+        """`day_of` gives the local calendar day of a UTC start_date."""
         self._day_of = day_of
         self._closed: set[str] = set()
         self._waiting: dict[str, list[Record]] = {}
-        self.by_day: Counter[dt.date | None] = Counter()
+        # Distinct calls per UTC minute of their start (the local day is folded on demand).
+        self._minutes: Counter[str | None] = Counter()
         self.doubted: set[dt.date | None] = set()
         self.totals: list[int | None] = []
         self.rows = 0
@@ -47,7 +48,15 @@ class CallTally:
     @property
     def distinct(self) -> int:
         """Distinct calls read, doubted groups excluded."""
-        return sum(self.by_day.values())
+        return sum(self._minutes.values())
+
+    @property
+    def by_day(self) -> Counter[dt.date | None]:
+        """Distinct calls read per local day, doubted groups excluded."""
+        days: Counter[dt.date | None] = Counter()
+        for minute, count in self._minutes.items():
+            days[self._day_of(minute)] += count
+        return days
 
     @property
     def changed(self) -> bool:
@@ -65,31 +74,50 @@ class CallTally:
         """Take one page's records, in the API's order; return those whole to emit now."""
         self.totals.append(total)
         self.rows += len(records)
-        groups: dict[str, list[Record]] = {}
-        for record in records:
-            groups.setdefault(record["call_id"], []).append(record)
+        ids = [record["call_id"] for record in records]
+        unique = set(ids)
         last = records[-1]["start_date"] if records else None
         waiting, self._waiting = self._waiting, {}
         ready = [
             record
             for first, group in waiting.items()
-            if first not in groups
+            if first not in unique
             for record in self._close(first, group)
         ]
+        if (
+            len(unique) == len(ids)
+            and unique.isdisjoint(self._closed)
+            and unique.isdisjoint(waiting)
+        ):
+            # The usual page: every call its own group, none read before.
+            self._closed.update(ids)
+            self._minutes.update(
+                [record["start_date"] and record["start_date"][:16] for record in records]
+            )
+            for record in records:
+                if record["start_date"] == last:
+                    self._waiting[record["call_id"]] = [record]
+                    self._closed.discard(record["call_id"])
+                else:
+                    ready.append(record)
+            return ready
+        groups: dict[str, list[Record]] = {}
+        for record in records:
+            groups.setdefault(record["call_id"], []).append(record)
         for first, group in groups.items():
-            day = self._day_of(group[0])
+            start = group[0]["start_date"]
             if first in waiting:
                 added = _added(waiting[first], group)
                 if added:
-                    self.by_day[day] += len(added)
-                    self._doubt(first, day)
+                    self._count(start, len(added))
+                    self._doubt(first, start)
                     continue
                 group = waiting[first]  # a repeat: the group as first read
             elif first in self._closed:
-                self._doubt(first, day)
+                self._doubt(first, start)
                 continue
             else:
-                self.by_day[day] += len(group)
+                self._count(start, len(group))
             if group[0]["start_date"] == last:
                 self._waiting[first] = group
             else:
@@ -109,11 +137,12 @@ class CallTally:
         Without the API's per-day counts, only the doubted days; with them, also
         every day whose distinct calls differ from the API's count.
         """
+        by_day = self.by_day
         return [
             day
             for day in days
             if day in self.doubted
-            or (per_day is not None and per_day.get(day, 0) != self.by_day.get(day, 0))
+            or (per_day is not None and per_day.get(day, 0) != by_day.get(day, 0))
         ]
 
     def _close(self, first: str, group: list[Record]) -> list[Record]:
@@ -121,9 +150,12 @@ class CallTally:
         number_lookalikes(group)
         return group
 
-    def _doubt(self, first: str, day: dt.date | None) -> None:
+    def _count(self, start: str | None, calls: int) -> None:
+        self._minutes[start and start[:16]] += calls
+
+    def _doubt(self, first: str, start: str | None) -> None:
         self._closed.add(first)
-        self.doubted.add(day)
+        self.doubted.add(self._day_of(start))
 
 
 def whole_page(records: list[Record]) -> list[Record]:
