@@ -464,20 +464,19 @@ class OpticoStream(RESTStream[int], abc.ABC):
         """
         total = tally.totals[0] if tally.totals else None
         days = [query.window.start + dt.timedelta(d) for d in range(query.window.days)]
-        if tally.changed:
-            reason = f"total_results went from {tally.totals[0]} to {tally.totals[-1]} while paging"
-        elif tally.distinct != total:
-            reason = (
-                f"{tally.rows} rows hold {tally.distinct} distinct calls but the API "
-                f"announced {total}"
-            )
-        else:
-            reason = "look-alike calls straddle pages"
-        if not tally.changed and tally.distinct == total:
-            reread = tally.days_to_reread(days, None)
-        else:
+        if tally.changed or tally.distinct != total:
+            if tally.changed:
+                reason = f"total_results went from {total} to {tally.totals[-1]} while paging"
+            else:
+                reason = (
+                    f"{tally.rows} rows hold {tally.distinct} distinct calls but the API "
+                    f"announced {total}"
+                )
             per_day = self._day_counts(query)
             reread = days if per_day is None else tally.days_to_reread(days, per_day)
+        else:
+            reason = "look-alike calls straddle pages"
+            reread = tally.days_to_reread(days, None)
         self.logger.warning(
             "%s %s: %s; re-reading %d day(s), each in one page (account %s)",
             self.name,

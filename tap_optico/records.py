@@ -342,10 +342,11 @@ def rows(results: bytes | msgspec.Raw) -> list[dict[str, t.Any]]:
     Raises:
         UnexpectedAnswerError: the results are not a list of objects.
     """
-    if bytes(results).strip() in (b"null", b""):
+    data = bytes(results)
+    if data.strip() in (b"null", b""):
         return []
     try:
-        bytes(results).decode()
+        data.decode()
     except UnicodeDecodeError as exc:
         raise not_utf8(exc) from None
     try:
@@ -354,7 +355,7 @@ def rows(results: bytes | msgspec.Raw) -> list[dict[str, t.Any]]:
         except msgspec.ValidationError as exc:
             if "out of range" not in str(exc):
                 raise
-            decoded = json.loads(bytes(results), parse_float=_float_or_text, parse_int=_int_or_text)
+            decoded = json.loads(data, parse_float=_float_or_text, parse_int=_int_or_text)
     except (msgspec.ValidationError, ValueError, RecursionError) as exc:
         msg = f"unexpected answer: the results are not a list of calls ({_reason(exc)})"
         raise UnexpectedAnswerError(msg) from None

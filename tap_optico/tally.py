@@ -65,10 +65,7 @@ class CallTally:
 
     def whole(self) -> bool:
         """Whether this read holds every call of the window, once: nothing to read again."""
-        if self.doubted or self.changed:
-            return False
-        total = self.totals[0] if self.totals else None
-        return total is None or total == self.distinct
+        return not self.doubted and _as_announced(self.totals, self.distinct)
 
     def page(self, records: list[Record], total: int | None) -> list[Record]:
         """Take one page's records, in the API's order; return those whole to emit now."""
@@ -101,10 +98,7 @@ class CallTally:
                 else:
                     ready.append(record)
             return ready
-        groups: dict[str, list[Record]] = {}
-        for record in records:
-            groups.setdefault(record["call_id"], []).append(record)
-        for first, group in groups.items():
+        for first, group in _groups(records).items():
             start = group[0]["start_date"]
             if first in waiting:
                 added = _added(waiting[first], group)
@@ -160,10 +154,7 @@ class CallTally:
 
 def whole_page(records: list[Record]) -> list[Record]:
     """The records of a page that holds its query's every call: each group is whole."""
-    groups: dict[str, list[Record]] = {}
-    for record in records:
-        groups.setdefault(record["call_id"], []).append(record)
-    for group in groups.values():
+    for group in _groups(records).values():
         number_lookalikes(group)
     return records
 
@@ -183,10 +174,7 @@ class DayTally:
 
     def whole(self) -> bool:
         """Whether the distinct days match total_results on every page."""
-        if len(set(self.totals)) > 1:
-            return False
-        total = self.totals[0] if self.totals else None
-        return total is None or total == self.distinct
+        return _as_announced(self.totals, self.distinct)
 
     def page(self, records: list[Record], total: int | None) -> list[Record]:
         """The page's days not read on an earlier page."""
@@ -201,6 +189,21 @@ class DayTally:
     def end(self) -> list[Record]:
         """Nothing waits: a day is one row."""
         return []
+
+
+def _groups(records: list[Record]) -> dict[str, list[Record]]:
+    """A page's records by the id of their look-alike group's first, in the page's order."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(record["call_id"], []).append(record)
+    return groups
+
+
+def _as_announced(totals: list[int | None], distinct: int) -> bool:
+    """Whether every page announced one total, and the distinct rows read match it."""
+    if len(set(totals)) > 1:
+        return False
+    return not totals or totals[0] is None or totals[0] == distinct
 
 
 def _added(first_read: list[Record], again: list[Record]) -> list[Record]:
