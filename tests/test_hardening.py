@@ -51,6 +51,11 @@ def api_of(week_1: list[dict[str, t.Any]], week_2: t.Callable[[Request], Answer]
     return HostileAPI(respond)
 
 
+def calls_in(run: TapRun) -> int:
+    """Distinct calls landed: (account, call_id) keys, as an upserting target keeps them."""
+    return len({(r["account"], r["call_id"]) for r in run.records("calls")})
+
+
 def last_line(run: TapRun) -> str:
     return run.stderr.strip().splitlines()[-1]
 
@@ -72,7 +77,7 @@ def test_an_answer_without_results_is_never_an_empty_window(body):
     assert run.returncode == 1
     assert "not a Data API page" in last_line(run), last_line(run)
     assert "0 call(s)" not in run.stderr
-    assert len(run.records()) == 5
+    assert calls_in(run) == 5
     mark = bookmark_of(run.state)
     assert mark is not None
     assert mark < "2024-01-08", f"the bookmark {mark} passes the window that was not read"
@@ -93,7 +98,7 @@ def test_a_row_dated_after_its_window_does_not_move_the_bookmark():
     with HostileAPI(respond) as api:
         run = sync(config(api))
     assert run.returncode == 0, run.stderr[-2000:]
-    assert len(run.records()) == 6, "the stray row is written as the API sent it"
+    assert calls_in(run) == 6, "the stray row is written as the API sent it"
     calls_mark = bookmark_of(run.state, "calls")
     assert calls_mark is not None
     assert calls_mark <= "2024-01-14T22:59:59+00:00", calls_mark
@@ -133,7 +138,7 @@ def test_non_utf8_bytes_fail_their_account_in_one_line():
     assert "Traceback" not in run.stderr
     assert "not UTF-8 text (byte 0xe8" in run.stderr
     assert {r["account"] for r in run.records("calls")} == {"good"}
-    assert len(run.records("calls")) == 4
+    assert calls_in(run) == 4
     assert run.records("daily_calls"), "the other stream is synced"
 
 
@@ -227,9 +232,9 @@ def test_full_table_in_the_catalog_reads_the_whole_range():
         incremental = sync(config(api), state=state, streams=["calls"])
         tap_config = config(api)
         full = sync(tap_config, state=state, streams=["calls"], replication_method="FULL_TABLE")
-    assert len(incremental.records()) == 3, "incremental honours the bookmark"
+    assert calls_in(incremental) == 3, "incremental honours the bookmark"
     assert full.returncode == 0, full.stderr[-2000:]
-    assert len(full.records()) == 6, "full table reads from start_date"
+    assert calls_in(full) == 6, "full table reads from start_date"
 
 
 # ---------------------------------------------------------------- 13. draft 4 targets

@@ -39,7 +39,12 @@ def test_the_plain_pipe_commands_work_as_written_on_a_first_run(sandbox, tmp_pat
     """The README's plain Singer pipe, run twice in an empty folder: a first run, then a next."""
     block = README.split("## Use as a plain Singer pipe", 1)[1].split("```sh\n", 1)[1]
     script = block.split("```", 1)[0]
-    config = f'{{"api_key": "{sandbox.api_key}", "api_url": "{sandbox.url}", '
+    # The placeholders made real: the sandbox's key and URL, and its last day (not today's,
+    # which would walk two and a half years of empty windows).
+    config = (
+        f'{{"api_key": "{sandbox.api_key}", "api_url": "{sandbox.url}", '
+        f'"end_date": "{sandbox.end_date}", '
+    )
     script = script.replace('{"api_key": "your-key", ', config)
     assert "target-jsonl" in script
     # target-jsonl prints each STATE value it confirms on stdout, as this stand-in does.
