@@ -551,13 +551,13 @@ def sdk_floor(records: int) -> None:
 
 
 def benchmark(args: argparse.Namespace) -> int:
-    from tap_optico import settings
+    from tap_optico import config_schema
 
-    page_size = settings.MAX_PAGE_SIZE  # the tap's default
+    page_size = config_schema.MAX_PAGE_SIZE  # the tap's default
     runs = args.runs or (3 if args.quick else 5)
     latency_runs = 1 if args.quick else min(runs, 3)
     calls = args.calls or (50_000 if args.quick else 200_000)
-    days = settings.DEFAULT_WINDOW_DAYS
+    days = config_schema.DEFAULT_WINDOW_DAYS
     cpu_windows = windows_of(*CPU_RANGE, days)
     lat_windows = windows_of(*LATENCY_RANGE, days)
     empty = [(EMPTY_DAY, EMPTY_DAY)]
@@ -578,7 +578,7 @@ def benchmark(args: argparse.Namespace) -> int:
         cpu_cfg = tap.config("cpu", cpu, *CPU_RANGE)
         empty_cfg = tap.config("empty", cpu, EMPTY_DAY, EMPTY_DAY)
         sequential = "sequential (max_concurrent_requests=1)"
-        default = f"default (max_concurrent_requests={settings.DEFAULT_CONCURRENCY})"
+        default = f"default (max_concurrent_requests={config_schema.DEFAULT_CONCURRENCY})"
         four = "max_concurrent_requests=4"
         lat_cfgs = {
             sequential: tap.config("lat1", lat, *LATENCY_RANGE, max_concurrent_requests=1),

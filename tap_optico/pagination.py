@@ -1,23 +1,15 @@
-"""Paging through a query, keyed on `next_page`, and sending requests ahead.
+"""Paging through a query, keyed on `next_page`, checked against `total_results`.
 
 The API's `next_page` says whether a page follows; `total_results` says how many
 rows, hence how many pages, there can be. `NextPagePaginator` follows the first and
 checks it against the second: a page that does not follow, or a paginator that
-will not end, stops the sync. `RequestsAhead` uses what `total_results` allows to
-request later pages, and the next queries' first pages, while the current page is
-being written; pages still come back in order, so records and state are exactly
-those of a sequential walk. Neither knows about Optico beyond the `Page` below: the
-same walk fits any page-numbered API (meltano/sdk#183 asks for it upstream).
+will not end, stops the sync.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import typing as t
-import weakref
-from concurrent.futures import Future
-from dataclasses import dataclass
 
 from singer_sdk.pagination import BaseAPIPaginator
 from typing_extensions import override
@@ -25,10 +17,9 @@ from typing_extensions import override
 from tap_optico.errors import PaginationError
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Iterator, Sequence
-
-    import msgspec
     import requests
+
+    from tap_optico.pages import Page, Pages
 
 # No window is read past this many pages: 50 million calls at the largest page size.
 MAX_PAGES = 10_000
@@ -36,41 +27,17 @@ MAX_PAGES = 10_000
 MAX_PAGES_WITHOUT_TOTAL = 1_000
 
 
-@dataclass
-class Page:
-    """One decoded answer: where it belongs, the API's totals and its undecoded rows."""
-
-    query: str
-    number: int
-    total: int | None
-    next_page: t.Any
-    results: msgspec.Raw
-    rows: int | None = None
-
-
-_PAGES: weakref.WeakKeyDictionary[requests.Response, Page] = weakref.WeakKeyDictionary()
-_PAGES_LOCK = threading.Lock()
-
-
-def attach(response: requests.Response, page: Page) -> None:
-    """Remember the decoded page of a response, so its body is decoded once."""
-    with _PAGES_LOCK:
-        _PAGES[response] = page
-
-
-def page_of(response: requests.Response) -> Page:
-    """The page decoded from a response by `attach`."""
-    with _PAGES_LOCK:
-        return _PAGES[response]
-
-
 class NextPagePaginator(BaseAPIPaginator[int]):
     """Pages 1, 2, 3... while `next_page` announces the next one, within total_results."""
 
-    def __init__(self, page_size: int) -> None:
-        """Start at page 1 of a query asking for `page_size` rows per page."""
+    def __init__(self, page_size: int, pages: Pages) -> None:
+        """Start at page 1 of a query asking for `page_size` rows per page.
+
+        `pages` holds the page each response was decoded into (pages.py).
+        """
         super().__init__(1)
         self.page_size = page_size
+        self.pages = pages
         self.total: int | None = None
         self.received = 0
         self._served = page_size
@@ -87,7 +54,7 @@ class NextPagePaginator(BaseAPIPaginator[int]):
         Raises:
             PaginationError: the page announces a page that cannot follow it.
         """
-        page = page_of(response)
+        page = self.pages[response]
         number = self.current_value
         rows = page.rows or 0
         self.received += rows
@@ -157,111 +124,3 @@ def next_page_number(value: t.Any) -> int | None:
         return int(value)
     msg = f"the API announced next page {value!r}, which is no page number"
     raise PaginationError(msg)
-
-
-Job = t.TypeVar("Job", bound="Hashable")
-
-
-class RequestsAhead(t.Generic[Job]):
-    """Pages of successive jobs (queries), in order, with up to `limit` requests in flight.
-
-    `fetch(job, page)` runs in daemon threads, so a worker stuck in a backoff or on a
-    stalled socket never holds the process at exit. After the first page of a job,
-    its next pages up to what total_results allows are requested first, then the
-    first pages of the jobs that follow.
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[Job, int], requests.Response],
-        paginator: Callable[[], NextPagePaginator],
-        jobs: Sequence[Job],
-        limit: int,
-    ) -> None:
-        """Plan the walk over `jobs`, in the order they will be read."""
-        self._fetch = fetch
-        self._paginator = paginator
-        self._limit = limit
-        self._upcoming = list(jobs)
-        self._firsts: dict[Job, Future[requests.Response]] = {}
-        self._tail: dict[int, Future[requests.Response]] = {}
-        self._job: Job | None = None
-        self._next_tail = 2
-        self._last_tail = 1
-        self.paginator: NextPagePaginator | None = None
-
-    def pages(self, job: Job, *, again: bool = False) -> Iterator[requests.Response]:
-        """The answers of one job's pages, in order; `again` re-reads it from page 1.
-
-        Each answer must be parsed (its rows counted) before the next is asked for.
-        """
-        self._drop_tail()
-        self._job = job
-        if job in self._upcoming:
-            self._upcoming.remove(job)
-        first = self._firsts.pop(job, None)
-        if first is None or again:
-            first = self._submit(job, 1)
-        paginator = self.paginator = self._paginator()
-        response = first.result()
-        # Plan the pages total_results allows at the page size asked for, then, once the
-        # first page is counted, in the rows the server really serves per page.
-        self._plan(pages_for(page_of(response).total, paginator.page_size))
-        yield response
-        paginator.advance(response)
-        self._plan(paginator.last_page())
-        while not paginator.finished:
-            number = paginator.current_value
-            future = self._tail.pop(number, None)
-            if future is None:
-                future = self._submit(job, number)
-                self._next_tail = max(self._next_tail, number + 1)
-            response = future.result()
-            self._fill()
-            yield response
-            paginator.advance(response)
-        self._drop_tail()
-
-    def skip(self, keep: Callable[[Job], bool]) -> None:
-        """Forget the upcoming jobs that `keep` refuses (e.g. those of a failed account)."""
-        self._upcoming = [job for job in self._upcoming if keep(job)]
-        for job in [job for job in self._firsts if not keep(job)]:
-            del self._firsts[job]
-
-    def _plan(self, last: int | None) -> None:
-        self._last_tail = max(self._last_tail, last or 1)
-        self._fill()
-
-    def _drop_tail(self) -> None:
-        """Forget the pages sent ahead that the API turned out not to have."""
-        self._tail.clear()
-        self._next_tail, self._last_tail = 2, 1
-
-    def _submit(self, job: Job, number: int) -> Future[requests.Response]:
-        future: Future[requests.Response] = Future()
-
-        def run() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(self._fetch(job, number))
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        threading.Thread(target=run, name="optico-fetch", daemon=True).start()
-        return future
-
-    def _fill(self) -> None:
-        """Send requests ahead until `limit` are held, never past what is planned.
-
-        Answers received but not yet read count too: memory stays bounded.
-        """
-        while len(self._firsts) + len(self._tail) < self._limit:
-            if self._job is not None and self._next_tail <= self._last_tail:
-                self._tail[self._next_tail] = self._submit(self._job, self._next_tail)
-                self._next_tail += 1
-            elif self._upcoming:
-                job = self._upcoming.pop(0)
-                self._firsts[job] = self._submit(job, 1)
-            else:
-                return

@@ -10,8 +10,10 @@ from typing_extensions import override
 
 from tap_optico import schemas
 from tap_optico.client import OpticoStream
-from tap_optico.records import CallRecords, Coercer, daily_records, local_days
+from tap_optico.coerce import Coercer
+from tap_optico.records import CallRecords, daily_records
 from tap_optico.tally import CallTally, DayTally
+from tap_optico.times import local_days
 
 if t.TYPE_CHECKING:
     import msgspec
@@ -20,7 +22,7 @@ if t.TYPE_CHECKING:
 
 
 class CallsStream(OpticoStream):
-    """One record per tracked call; `call_id` is a digest of the call's identity (records.py)."""
+    """One record per tracked call; `call_id` is a digest of the call's identity (identity.py)."""
 
     name = "calls"
     primary_keys = ("account", "call_id")

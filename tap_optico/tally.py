@@ -5,7 +5,7 @@ distinct calls, while a row repeated on a later page is an artifact of paging: a
 offset shifted by a call that arrived meanwhile, or tied start times ordered
 differently from one page to the next. So the tally
 
-- keeps each group of look-alikes (records.py) until it is whole: the groups of a
+- keeps each group of look-alikes (identity.py) until it is whole: the groups of a
   page's last second may go on in the next page, so they wait for it;
 - drops the rows of a waiting group that the next page repeats, and doubts the
   group if the next page adds to it (more look-alikes, or a repeat that changed):
@@ -13,7 +13,7 @@ differently from one page to the next. So the tally
 - counts distinct calls per local day, which the window check compares with
   `total_results` and, when they differ, with the API's own per-day counts.
 
-Nothing here sends a request: client.py reads, this module counts.
+Nothing here sends a request: walk.py reads, this module counts.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import json
 import typing as t
 from collections import Counter
 
-from tap_optico.records import number_lookalikes
+from tap_optico.identity import number_lookalikes
 
 if t.TYPE_CHECKING:
     import datetime as dt

@@ -20,16 +20,16 @@ from typing_extensions import override
 from tap_optico import bookmarks, redact
 from tap_optico.catalog import with_chosen_methods
 from tap_optico.client import OpticoStream
-from tap_optico.errors import AccountError, OpticoError
-from tap_optico.messages import BufferedWriter
-from tap_optico.settings import (
+from tap_optico.config_schema import (
     SCHEMA,
-    Settings,
     SettingsError,
     check_environment,
     schema_errors,
     secret_values,
 )
+from tap_optico.errors import AccountError, OpticoError
+from tap_optico.messages import BufferedWriter
+from tap_optico.settings import Settings
 from tap_optico.state import checked_state
 from tap_optico.streams import CallsStream, DailyCallsStream
 
@@ -64,13 +64,28 @@ class TapOptico(Tap):
             StateError: the state is not of a shape this tap reads.
         """
         if kwargs.get("parse_env_config"):
-            try:
-                check_environment(os.environ, f"{self.name.upper().replace('-', '_')}_")
-            except SettingsError as exc:
-                raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+            _check_environment(f"{self.name.upper().replace('-', '_')}_")
         self._failed: dict[str, dict[str, AccountError]] = {}
         if isinstance(kwargs.get("catalog"), dict):
             kwargs["catalog"] = with_chosen_methods(kwargs["catalog"])
+        self._load(*args, validate_config=validate_config, **kwargs)
+        for key in secret_values(self.config):
+            redact.install(key)
+        bookmarks.quiet_unsorted_warning()
+        if threading.current_thread() is threading.main_thread():
+            # The SDK's handlers exit 0, as if an interrupted sync had succeeded.
+            signal.signal(signal.SIGTERM, _interrupted)
+            signal.signal(signal.SIGINT, _interrupted)
+        if validate_config:
+            self._check_before_requests()
+        TapOptico._cli_tap = self
+
+    def _load(self, *args: t.Any, validate_config: bool, **kwargs: t.Any) -> None:
+        """The SDK's own loading of config, catalog and state, its errors told without a key.
+
+        Raises:
+            ConfigValidationError: a setting is invalid (no key is ever quoted).
+        """
         invalid: ConfigValidationError | None = None
         try:
             super().__init__(*args, validate_config=validate_config, **kwargs)
@@ -83,23 +98,21 @@ class TapOptico(Tap):
             clean = redact.Redactor(*secret_values(self.config))
             errors = [clean(error) for error in schema_errors(self.config_jsonschema, self.config)]
             raise ConfigValidationError(clean(str(invalid)), errors=errors)
-        for key in secret_values(self.config):
-            redact.install(key)
-        bookmarks.quiet_unsorted_warning()
-        if threading.current_thread() is threading.main_thread():
-            # The SDK's handlers exit 0, as if an interrupted sync had succeeded.
-            signal.signal(signal.SIGTERM, _interrupted)
-            signal.signal(signal.SIGINT, _interrupted)
-        if validate_config:
-            try:
-                _ = self.settings
-            except SettingsError as exc:
-                raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
-            # Every bookmark is read now: an unreadable state fails before any request.
-            for stream in self.streams.values():
-                if isinstance(stream, OpticoStream) and stream.selected:
-                    stream.plan()
-        TapOptico._cli_tap = self
+
+    def _check_before_requests(self) -> None:
+        """The settings and every bookmark, read now: a bad one fails before any request.
+
+        Raises:
+            ConfigValidationError: a setting is invalid.
+            StateError: a bookmark cannot be read.
+        """
+        try:
+            _ = self.settings
+        except SettingsError as exc:
+            raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+        for stream in self.streams.values():
+            if isinstance(stream, OpticoStream) and stream.selected:
+                stream.walk.plan()
 
     @functools.cached_property
     def settings(self) -> Settings:
@@ -189,6 +202,14 @@ class TapOptico(Tap):
                     cls.logger.error("%s: %s", path, exc)
                     ctx.exit(1)
         return super().cb_config(ctx, param, value)
+
+
+def _check_environment(prefix: str) -> None:
+    """Refuse in one line a setting from the environment the SDK would fail to read."""
+    try:
+        check_environment(os.environ, prefix)
+    except SettingsError as exc:
+        raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:

@@ -162,7 +162,7 @@ def test_states_this_tap_did_not_write_are_read(state, first_request):
         },
         state={"bookmarks": {"calls": state}},
     )
-    windows = tap.streams["calls"].plan()["default"]  # type: ignore[attr-defined]
+    windows = tap.streams["calls"].walk.plan()["default"]  # type: ignore[attr-defined]
     assert windows[0].start == dt.date.fromisoformat(first_request)
 
 
@@ -191,6 +191,6 @@ def test_moving_from_api_key_to_accounts_keeps_the_bookmark_under_the_same_name(
         },
         state={"bookmarks": {"calls": {"replication_key_value": JAN[3]}}},
     )
-    plan = tap.streams["calls"].plan()  # type: ignore[attr-defined]
+    plan = tap.streams["calls"].walk.plan()  # type: ignore[attr-defined]
     assert plan["default"][0].start == dt.date(2024, 1, 3), "the old single key's bookmark"
     assert plan["new-client"][0].start == dt.date(2024, 1, 1), "a new account starts over"

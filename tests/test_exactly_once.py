@@ -12,8 +12,9 @@ import typing as t
 import pytest
 
 from optico_sandbox import Sandbox
-from tap_optico.records import call_id, local_days, lookalike_id
+from tap_optico.identity import call_id, lookalike_id
 from tap_optico.tally import CallTally
+from tap_optico.times import local_days
 from tests import expected
 from tests.tap_run import TapRun, config_for, sync
 

@@ -31,16 +31,16 @@ import pytest
 import requests
 
 from optico_sandbox import Sandbox
-from tap_optico import client
-from tap_optico.client import Query
+from tap_optico import client, retries
 from tap_optico.errors import (
     APIRefusedError,
     RetriesExhaustedError,
     TransientError,
     check_envelope,
 )
-from tap_optico.pagination import Page, page_of
+from tap_optico.pages import Page
 from tap_optico.tap import TapOptico
+from tap_optico.walk import Query
 from tap_optico.windows import Window
 from tests import expected
 from tests.tap_run import TapRun, catalog_for, config_for, run_tap
@@ -286,7 +286,7 @@ OK_BODY = {"status": "OK", "totalResults": 0, "results": []}
 @pytest.fixture
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process only: shrink the backoff so retried unit tests take milliseconds."""
-    monkeypatch.setattr(client, "BACKOFF_FACTOR", 0.001)
+    monkeypatch.setattr(retries, "BACKOFF_FACTOR", 0.001)
 
 
 def fetch_page(**overrides: t.Any) -> Page:
@@ -302,7 +302,7 @@ def fetch_page(**overrides: t.Any) -> Page:
     }
     stream = TapOptico(config=config).streams["calls"]
     assert isinstance(stream, client.OpticoStream)
-    return page_of(stream.fetch(Query("default", WINDOW), 1))
+    return stream.pages[stream.fetch(Query("default", WINDOW), 1)]
 
 
 def exception_texts(exc: BaseException | None) -> Iterator[str]:
@@ -396,7 +396,7 @@ def test_backoff_starts_at_backoff_factor(
     requests_mock.get(URL, [{"status_code": 500}] * 3 + [{"json": OK_BODY}])
     with caplog.at_level(logging.WARNING, logger="tap-optico"):
         fetch_page(max_retries=3)
-    factor = client.BACKOFF_FACTOR
+    factor = retries.BACKOFF_FACTOR
     assert sleeps == [factor, 2 * factor, 4 * factor]
     logged = [r.getMessage().rsplit(" in ", 1)[-1] for r in caplog.records]
     assert logged == [f"{w:.1f}s" for w in sleeps]

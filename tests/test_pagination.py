@@ -18,16 +18,14 @@ import pytest
 import requests
 
 from tap_optico.errors import PaginationError
+from tap_optico.pages import Page, Pages
 from tap_optico.pagination import (
     MAX_PAGES,
     MAX_PAGES_WITHOUT_TOTAL,
     NextPagePaginator,
-    Page,
-    RequestsAhead,
-    attach,
     next_page_number,
-    page_of,
 )
+from tap_optico.requests_ahead import RequestsAhead
 
 PAGE_SIZE = 10
 
@@ -47,6 +45,7 @@ class FakeAPI:
         self.total = total or (lambda q: sum(queries[q]))
         self.more = more or (lambda q, n: n + 1 if n < len(queries[q]) else None)
         self.delay = delay
+        self.pages = Pages()
         self.fetched: list[tuple[str, int]] = []
         self.in_flight = 0
         self.most_in_flight = 0
@@ -61,7 +60,7 @@ class FakeAPI:
         sizes = self.queries[query]
         rows = sizes[number - 1] if number <= len(sizes) else 0
         response = requests.Response()
-        attach(
+        self.pages.keep(
             response,
             Page(
                 query=query,
@@ -80,14 +79,17 @@ def read(walk: RequestsAhead[str], query: str, *, again: bool = False) -> list[i
     """Consume one query as a stream does: count each page's rows before asking for the next."""
     numbers = []
     for response in walk.pages(query, again=again):
-        page = page_of(response)
+        assert walk.paginator is not None
+        page = walk.paginator.pages[response]
         page.rows = len(msgspec.json.decode(page.results))
         numbers.append(page.number)
     return numbers
 
 
 def walk_over(api: FakeAPI, limit: int = 3) -> RequestsAhead[str]:
-    return RequestsAhead(api.fetch, lambda: NextPagePaginator(PAGE_SIZE), list(api.queries), limit)
+    return RequestsAhead(
+        api.fetch, lambda: NextPagePaginator(PAGE_SIZE, api.pages), list(api.queries), limit
+    )
 
 
 def test_pages_come_back_in_order_while_later_ones_are_requested_ahead():

@@ -13,8 +13,10 @@ import jsonschema
 import pytest
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from tap_optico.coerce import Coercer
+from tap_optico.identity import call_id
 from tap_optico.messages import BufferedWriter
-from tap_optico.records import CallRecords, Coercer, call_id
+from tap_optico.records import CallRecords
 from tap_optico.streams import CallsStream, DailyCallsStream
 from tap_optico.tap import TapOptico
 from tests.tap_run import config_for, run_tap

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tap_optico.settings import MAX_REQUEST_TIMEOUT, MAX_WINDOW_DAYS, SCHEMA
+from tap_optico.config_schema import MAX_REQUEST_TIMEOUT, MAX_WINDOW_DAYS, SCHEMA
 from tests.tap_run import TAP, config_for, run_tap
 
 

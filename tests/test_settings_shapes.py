@@ -21,7 +21,7 @@ import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_optico.bookmarks import StateError
-from tap_optico.settings import MAX_REQUEST_TIMEOUT, MAX_WINDOW_DAYS
+from tap_optico.config_schema import MAX_REQUEST_TIMEOUT, MAX_WINDOW_DAYS
 from tap_optico.tap import TapOptico
 from tests.hostile import HostileAPI, raw
 from tests.tap_run import TapRun, config_for, parse_run, sync, tap_command
