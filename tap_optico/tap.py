@@ -169,13 +169,8 @@ class TapOptico(Tap):
             tap = TapOptico._cli_tap
             if tap is not None:
                 tap.report()
-        except OpticoError as exc:
-            cls.logger.error("%s", redact.redact(str(exc)))
-            sys.exit(1)
-        except ConfigValidationError as exc:
-            # One line, where the SDK would log each error and then a second line.
-            errors = "; ".join(exc.errors) or str(exc)
-            cls.logger.error("Config validation failed: %s", redact.redact(errors))
+        except (OpticoError, ConfigValidationError) as exc:
+            cls.logger.error("%s", failure_line(exc))
             sys.exit(1)
 
     def report(self) -> None:
@@ -202,6 +197,14 @@ class TapOptico(Tap):
                     cls.logger.error("%s: %s", path, exc)
                     ctx.exit(1)
         return super().cb_config(ctx, param, value)
+
+
+def failure_line(error: OpticoError | ConfigValidationError) -> str:
+    """The one line a failed run ends with, every key masked."""
+    if isinstance(error, ConfigValidationError):
+        # One line, where the SDK would log each error and then a second line.
+        return "Config validation failed: " + redact.redact("; ".join(error.errors) or str(error))
+    return redact.redact(str(error))
 
 
 def _check_environment(prefix: str) -> None:

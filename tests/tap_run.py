@@ -1,4 +1,4 @@
-"""Running the real tap CLI in a subprocess and reading its Singer output."""
+"""Running the tap, in this process (`sync`) or as its CLI (`run_cli`), and reading its output."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.logging import ConsoleFormatter
+
 from tap_optico.errors import OpticoError
 from tap_optico.messages import BufferedWriter
-from tap_optico.tap import TapOptico
+from tap_optico.tap import TapOptico, failure_line
 
 TAP = [sys.executable, "-m", "tap_optico"]
 
@@ -76,23 +79,11 @@ def config_for(sandbox: t.Any, **overrides: t.Any) -> dict[str, t.Any]:
 
 
 def catalog_for(streams: t.Iterable[str]) -> dict[str, t.Any]:
-    """A catalog selecting only the given streams."""
-    result = subprocess.run(
-        [*TAP, "--discover", "--config", _write({"api_key": "x", "start_date": "2024-01-01"})],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    catalog: dict[str, t.Any] = json.loads(result.stdout)
-    wanted = set(streams)
-    for entry in catalog["streams"]:
-        for item in entry["metadata"]:
-            if item["breadcrumb"] == []:
-                item["metadata"]["selected"] = entry["tap_stream_id"] in wanted
-    return catalog
+    """The tap's catalog (what `--discover` prints) with only the given streams selected."""
+    return select(TapOptico(config={}, validate_config=False).catalog_dict, streams)
 
 
-def run_tap(
+def run_cli(
     config: dict[str, t.Any],
     *,
     state: dict[str, t.Any] | None = None,
@@ -102,7 +93,10 @@ def run_tap(
     timeout: float = 300,
     env: dict[str, str] | None = None,
 ) -> TapRun:
-    """Run `tap-optico --config ...` to completion and parse stdout as Singer messages."""
+    """Run `python -m tap_optico --config ...` in a subprocess, its stdout read as Singer messages.
+
+    For what only a process shows: exit codes, stdout framing, signals, the environment.
+    """
     command = [*TAP, "--config", _write(config), *args]
     if state is not None:
         command += ["--state", _write(state)]
@@ -120,8 +114,12 @@ def run_tap(
     return TapRun(result.returncode, result.stdout, result.stderr, messages)
 
 
+# Config and state files hold keys: they live in one private directory, removed at exit.
+_FILES = tempfile.TemporaryDirectory(prefix="tap-optico-test-")
+
+
 def _write(content: dict[str, t.Any]) -> str:
-    handle, path = tempfile.mkstemp(suffix=".json", prefix="tap-optico-test-")
+    handle, path = tempfile.mkstemp(suffix=".json", dir=_FILES.name)
     os.close(handle)
     Path(path).write_text(json.dumps(content))
     return path
@@ -134,7 +132,7 @@ def tap_command(
     catalog: dict[str, t.Any] | None = None,
     args: t.Sequence[str] = (),
 ) -> list[str]:
-    """The command line run_tap runs; a str config or state is a path (or `ENV`) used as is."""
+    """The command line run_cli runs; a str config or state is a path (or `ENV`) used as is."""
     command = [*TAP, "--config", config if isinstance(config, str) else _write(config), *args]
     if state is not None:
         command += ["--state", state if isinstance(state, str) else _write(state)]
@@ -154,44 +152,59 @@ def sync(
     *,
     state: dict[str, t.Any] | None = None,
     streams: t.Iterable[str] | None = None,
+    catalog: dict[str, t.Any] | None = None,
     replication_method: str | None = None,
 ) -> TapRun:
-    """Run one sync in this process, as the CLI would: exit code 1 and its line on failure.
+    """Run one sync in this process, as the CLI would: exit code 1 and its one line on failure.
 
     `streams` selects streams in a catalog, where `replication_method` is set as
-    Meltano's `metadata:` sets it. `stderr` holds the log lines of the run.
+    Meltano's `metadata:` sets it. `stderr` holds the log lines of the run, formatted
+    as the CLI's; a failure the CLI would print as a traceback propagates.
     """
-    catalog = None
     if streams is not None:
-        catalog = TapOptico(config=config, validate_config=False).catalog_dict
-        wanted = set(streams)
-        for entry in catalog["streams"]:
-            for item in entry["metadata"]:
-                if item["breadcrumb"] == []:
-                    item["metadata"]["selected"] = entry["tap_stream_id"] in wanted
-                    if replication_method is not None:
-                        item["metadata"]["replication-method"] = replication_method
+        catalog = select(
+            TapOptico(config={}, validate_config=False).catalog_dict, streams, replication_method
+        )
     log = io.StringIO()
     handler = logging.StreamHandler(log)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.setFormatter(ConsoleFormatter())
     root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)
     root.addHandler(handler)
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     returncode = 0
     try:
         with contextlib.redirect_stdout(out):
-            tap = TapOptico(config=config, state=state, catalog=catalog)
             try:
-                tap.sync_all()
-                tap.report()
-            except OpticoError as error:
-                logging.getLogger("tap-optico").error("%s", error)
+                tap = TapOptico(config=config, state=state, catalog=catalog)
+                try:
+                    tap.sync_all()
+                    tap.report()
+                finally:
+                    assert isinstance(tap.message_writer, BufferedWriter)
+                    tap.message_writer.flush()
+            except (OpticoError, ConfigValidationError) as error:
+                TapOptico.logger.error("%s", failure_line(error))
                 returncode = 1
-            assert isinstance(tap.message_writer, BufferedWriter)
-            tap.message_writer.flush()
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
     out.flush()
     buffer = out.buffer
     assert isinstance(buffer, io.BytesIO)
     return parse_run(returncode, buffer.getvalue().decode(), log.getvalue())
+
+
+def select(
+    catalog: dict[str, t.Any], streams: t.Iterable[str], replication_method: str | None = None
+) -> dict[str, t.Any]:
+    """The catalog with only `streams` selected (and their replication method, if given)."""
+    wanted = set(streams)
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = entry["tap_stream_id"] in wanted
+                if replication_method is not None:
+                    item["metadata"]["replication-method"] = replication_method
+    return catalog

@@ -19,7 +19,7 @@ import pytest
 
 from optico_sandbox import Sandbox
 from tests import expected
-from tests.tap_run import TAP, TapRun, _write, bookmark_of, catalog_for, parse_run, run_tap
+from tests.tap_run import TAP, TapRun, _write, bookmark_of, catalog_for, parse_run, sync
 from tests.test_hostile import assert_no_key_fragment, distinctive_key, one_line_failure
 
 NAMES = ("alpha", "bravo", "charlie")
@@ -150,7 +150,7 @@ def error_lines(run: TapRun) -> list[str]:
 def test_three_accounts_equal_their_truth_in_the_same_order_at_any_concurrency(trio):
     runs = {}
     for concurrency in (1, 3):
-        run = run_tap(trio.config(max_concurrent_requests=concurrency), timeout=TIMEOUT)
+        run = sync(trio.config(max_concurrent_requests=concurrency))
         assert run.returncode == 0, run.stderr[-2000:]
         assert_equal_truth(trio, run.records("calls"), run.records("daily_calls"))
         runs[concurrency] = run
@@ -175,7 +175,7 @@ def test_three_accounts_equal_their_truth_in_the_same_order_at_any_concurrency(t
 
 # ---------------------------------------------------------------- (b) state
 def test_each_account_keeps_its_own_bookmark_and_resumes_from_it(trio):
-    first = run_tap(trio.config(), timeout=TIMEOUT)
+    first = sync(trio.config())
     assert first.returncode == 0, first.stderr[-2000:]
     for stream, key in (("calls", "start_date"), ("daily_calls", "date")):
         found = partitions(first.state, stream)
@@ -198,7 +198,7 @@ def test_each_account_keeps_its_own_bookmark_and_resumes_from_it(trio):
     trio.sb.clear_requests()
     config = trio.config()
     config["accounts"].append({"name": "delta", "api_key": delta_key})
-    second = run_tap(config, state=first.state, timeout=TIMEOUT)
+    second = sync(config, state=first.state)
     assert second.returncode == 0, second.stderr[-2000:]
 
     for name in NAMES:
@@ -234,7 +234,7 @@ def test_an_old_unpartitioned_state_is_the_single_keys_bookmark(trio):
         }
     }
     config = trio.config(accounts=None, api_key=trio.key_of["bravo"], account_name="bravo")
-    run = run_tap(config, state=old, timeout=TIMEOUT)
+    run = sync(config, state=old)
     assert run.returncode == 0, run.stderr[-2000:]
     assert trio.first_days("bravo") == {"calls": "2024-03-07", "daily_calls": "2024-03-09"}
     assert {r["account"] for r in run.records() + run.records("daily_calls")} == {"bravo"}
@@ -274,7 +274,7 @@ def test_a_killed_multi_account_sync_resumes_every_account(make_sandbox, tmp_pat
     assert marks["bravo"] is not None, "bravo had completed windows when killed"
 
     trio.sb.clear_requests()
-    resumed = run_tap(config, state=killed_state, timeout=TIMEOUT)
+    resumed = sync(config, state=killed_state)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     for name, mark in marks.items():
         want = resume_day(mark) if mark else "2024-01-01"
@@ -291,7 +291,7 @@ def test_a_refused_key_fails_its_account_only(trio):
     refused = distinctive_key()  # no account of the sandbox has it
     config = trio.config()
     config["accounts"][1]["api_key"] = refused
-    run = run_tap(config, timeout=TIMEOUT)
+    run = sync(config)
     line = one_line_failure(run, "1 of 3 accounts failed: bravo")
     assert error_lines(run)[-1] == line, "the summary is the last ERROR line"
     assert line.rstrip().endswith(
@@ -319,11 +319,11 @@ def test_a_refused_key_fails_its_account_only(trio):
 
 
 def test_an_account_whose_retries_run_out_keeps_its_last_window(trio):
-    first = run_tap(trio.config(end_date="2024-03-15"), timeout=TIMEOUT)
+    first = sync(trio.config(end_date="2024-03-15"))
     assert first.returncode == 0, first.stderr[-2000:]
     trio.sb.add_fault("http503", api_key=trio.key_of["bravo"])
     trio.sb.clear_requests()
-    run = run_tap(trio.config(max_retries=1), state=first.state, timeout=TIMEOUT)
+    run = sync(trio.config(max_retries=1), state=first.state)
     line = one_line_failure(run, "1 of 3 accounts failed: bravo")
     assert error_lines(run)[-1] == line
     failure = [e for e in error_lines(run) if "account bravo (calls): " in e]
@@ -346,7 +346,7 @@ def test_an_account_whose_retries_run_out_keeps_its_last_window(trio):
 
     trio.sb.clear_faults()
     trio.sb.clear_requests()
-    fixed = run_tap(trio.config(), state=run.state, timeout=TIMEOUT)
+    fixed = sync(trio.config(), state=run.state)
     assert fixed.returncode == 0, fixed.stderr[-2000:]
     assert trio.first_days("bravo")["calls"] == resume_day(
         bookmark_of(first.state, "calls", "bravo") or ""
@@ -375,7 +375,7 @@ def test_an_account_whose_retries_run_out_keeps_its_last_window(trio):
     ids=["both", "empty", "duplicate", "empty-name", "blank-name", "unknown-selected"],
 )
 def test_invalid_accounts_fail_in_one_line_before_any_request(trio, overrides, message):
-    run = run_tap(trio.config(**overrides), timeout=TIMEOUT)
+    run = sync(trio.config(**overrides))
     assert run.returncode == 1, run.stderr[-2000:]
     # One line naming the problem.
     lines = error_lines(run)
@@ -413,7 +413,7 @@ def test_accounts_from_environment_variables(trio):
 
 # ---------------------------------------------------------------- (f) select_accounts
 def test_select_accounts_syncs_only_those(trio):
-    run = run_tap(trio.config(select_accounts=["bravo"]), timeout=TIMEOUT)
+    run = sync(trio.config(select_accounts=["bravo"]))
     assert run.returncode == 0, run.stderr[-2000:]
     assert_equal_truth(trio, run.records("calls"), run.records("daily_calls"), ("bravo",))
     assert {r.account for r in trio.sb.requests} == {trio.tag("bravo")}

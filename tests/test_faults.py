@@ -43,7 +43,7 @@ from tap_optico.tap import TapOptico
 from tap_optico.walk import Query
 from tap_optico.windows import Window
 from tests import expected
-from tests.tap_run import TapRun, catalog_for, config_for, run_tap
+from tests.tap_run import TapRun, catalog_for, config_for, run_cli, sync
 
 if t.TYPE_CHECKING:
     from optico_sandbox.server import RequestRecord
@@ -144,13 +144,14 @@ def fault_runs(calls_only: dict[str, t.Any]) -> Iterator[dict[str, tuple[Sandbox
         for kind, sb in sandboxes.items():
             sb.add_fault(kind, first=2, per="query", retry_after=1)  # type: ignore[arg-type]
 
-        def sync(kind: str) -> tuple[Sandbox, TapRun]:
+        def run(kind: str) -> tuple[Sandbox, TapRun]:
+            # Processes, not in-process syncs: only one of those can hold stdout at a time.
             sb = sandboxes[kind]
             config = config_for(sb, page_size=100, window_days=14, max_retries=3)
-            return sb, run_tap(config, catalog=calls_only, timeout=120)
+            return sb, run_cli(config, catalog=calls_only)
 
         with ThreadPoolExecutor(len(sandboxes)) as pool:
-            yield dict(zip(sandboxes, pool.map(sync, sandboxes), strict=True))
+            yield dict(zip(sandboxes, pool.map(run, sandboxes), strict=True))
     finally:
         for sb in sandboxes.values():
             sb.stop()
@@ -207,7 +208,7 @@ def test_persistent_failure_ends_with_one_clear_error_line(
 ) -> None:
     sb = make_sandbox(**SMALL)
     sb.add_fault("http503")
-    run = run_tap(config_for(sb, page_size=100, window_days=14, max_retries=2), catalog=calls_only)
+    run = sync(config_for(sb, page_size=100, window_days=14, max_retries=2), catalog=calls_only)
     assert run.returncode != 0
     assert [query_of(r) for r in sb.requests] == [("2024-01-01", "2024-01-14", 1)] * 3
     last = last_error(run)
@@ -227,7 +228,7 @@ def test_wrong_api_key_fails_at_once(make_sandbox: MakeSandbox, error_status: in
     wrong = "d4t4_0badc0ffee0badc0ffee0badc0ffee00"
     sb = make_sandbox(**SMALL, error_status=error_status)
     # Two windows and both streams: nothing may be sent after the refusal.
-    run = run_tap(config_for(sb, api_key=wrong, page_size=50, window_days=7, max_retries=3))
+    run = sync(config_for(sb, api_key=wrong, page_size=50, window_days=7, max_retries=3))
     assert run.returncode != 0
     assert len(sb.requests) == 1
     last = last_error(run)
@@ -409,7 +410,7 @@ def test_stuck_paginator_fails_clearly_within_its_page_budget(
     sb = make_sandbox(**{**SMALL, "calls": 200})
     sb.add_fault("stuck")
     limit = 50
-    run = run_tap(
+    run = sync(
         config_for(sb, page_size=limit, window_days=7, max_concurrent_requests=4, max_retries=1),
         catalog=calls_only,
     )
@@ -432,7 +433,7 @@ def test_concurrent_workers_all_back_off_on_429_and_output_is_unchanged(
     overrides = {"page_size": 50, "window_days": 7, "max_retries": 4}
     faulty = make_sandbox(**shape)
     faulty.add_fault("http429", first=1, per="query", retry_after=1)
-    run = run_tap(config_for(faulty, max_concurrent_requests=4, **overrides), catalog=calls_only)
+    run = sync(config_for(faulty, max_concurrent_requests=4, **overrides), catalog=calls_only)
     assert run.returncode == 0, run.stderr
     assert_records_are_the_truth(run, faulty)
     log = faulty.requests
@@ -446,9 +447,7 @@ def test_concurrent_workers_all_back_off_on_429_and_output_is_unchanged(
         assert not early, (no, early)
 
     plain = make_sandbox(**shape)
-    sequential = run_tap(
-        config_for(plain, max_concurrent_requests=1, **overrides), catalog=calls_only
-    )
+    sequential = sync(config_for(plain, max_concurrent_requests=1, **overrides), catalog=calls_only)
     assert sequential.returncode == 0, sequential.stderr
     assert run.records("calls") == sequential.records("calls")
     assert run.state == sequential.state
@@ -463,7 +462,7 @@ def test_a_backoff_retry_and_giveup_lines_never_show_the_key(
 ) -> None:
     sb = make_sandbox(**SMALL)
     sb.add_fault("reset")
-    run = run_tap(config_for(sb, page_size=100, window_days=14, max_retries=1), catalog=calls_only)
+    run = sync(config_for(sb, page_size=100, window_days=14, max_retries=1), catalog=calls_only)
     assert run.returncode != 0
     assert len(retry_lines(run)) == 1
     assert "still failing after 2 attempts" in last_error(run)
@@ -480,7 +479,7 @@ def test_b_connection_refused_error_shows_no_url(calls_only: dict[str, t.Any]) -
         "end_date": "2024-01-03",
         "max_retries": 1,
     }
-    run = run_tap(config, catalog=calls_only)
+    run = sync(config, catalog=calls_only)
     assert run.returncode != 0
     last = last_error(run)
     assert "connection failed" in last
@@ -493,7 +492,7 @@ def test_b_connection_refused_error_shows_no_url(calls_only: dict[str, t.Any]) -
 def test_c_config_error_on_the_key_does_not_echo_it(calls_only: dict[str, t.Any]) -> None:
     key = 987654321987
     config = {"api_key": key, "start_date": "2024-01-01", "api_url": "http://127.0.0.1:1/x"}
-    run = run_tap(config, catalog=calls_only)
+    run = sync(config, catalog=calls_only)
     assert run.returncode != 0
     assert any("api_key" in line for line in error_lines(run)), run.stderr
     assert TRACEBACK not in run.stderr
@@ -509,7 +508,7 @@ def test_c_config_error_on_another_setting_does_not_echo_the_key(
         "page_size": "lots",
         "api_url": "http://127.0.0.1:1/x",
     }
-    run = run_tap(config, catalog=calls_only)
+    run = sync(config, catalog=calls_only)
     assert run.returncode != 0
     assert any("page_size" in line for line in error_lines(run)), run.stderr
     assert TRACEBACK not in run.stderr
@@ -540,7 +539,7 @@ def test_d_structured_logs_never_show_the_key(
     log_config.write_text(STRUCTURED_LOGGING)
     sb = make_sandbox(**SMALL)
     sb.add_fault("reset")
-    run = run_tap(
+    run = run_cli(
         config_for(sb, page_size=100, window_days=14, max_retries=1),
         catalog=calls_only,
         env={"SINGER_SDK_LOG_CONFIG": str(log_config)},
@@ -584,7 +583,9 @@ def test_e_403_body_quoting_the_key_is_not_shown(
 ) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KeyEchoingHandler)
     server.body_kind = body_kind  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         config = {
@@ -594,7 +595,7 @@ def test_e_403_body_quoting_the_key_is_not_shown(
             "end_date": "2024-01-03",
             "max_retries": 1,
         }
-        run = run_tap(config, catalog=calls_only)
+        run = sync(config, catalog=calls_only)
     finally:
         server.shutdown()
         server.server_close()
@@ -611,7 +612,7 @@ def test_f_debug_logs_of_urllib3_are_redacted(
 ) -> None:
     sb = make_sandbox(**{**SMALL, "api_key": key})
     sb.add_fault("http500", first=1, per="request")
-    run = run_tap(
+    run = run_cli(
         config_for(sb, page_size=100, window_days=14, max_retries=2),
         catalog=calls_only,
         env={"TAP_OPTICO_LOGLEVEL": "DEBUG"},

@@ -5,9 +5,10 @@ Each test scripts a hostile server (tests/hostile.py): a real HTTP server on
 the test decides, down to the bytes on the wire: endless pages, redirects to another
 host, error messages that quote the key, absurd totals and Retry-After values, a body
 sent one byte per second, a request never answered, JSON of unexpected shapes. The
-real CLI (`python -m tap_optico`) runs against it in a subprocess, limited to
-1 GiB of address space and to a few seconds of wall time, so a hang or a runaway
-allocation fails the test instead of stalling the suite or the machine.
+tap runs against it in this process, in a thread given a few seconds, so a hang fails
+the test instead of stalling the suite; where memory, signals or the CLI's own files
+matter, it runs as the real CLI (`python -m tap_optico`) in a subprocess limited to
+1 GiB of address space, so a runaway allocation fails the test, not the machine.
 
 What users expect, and every test checks: the run ends within a bounded time, either
 read correctly or with exit code 1 and the error on one log line (no traceback), and
@@ -48,7 +49,7 @@ from tests.hostile import (
     paged,
     raw,
 )
-from tests.tap_run import TAP, TapRun, catalog_for, parse_run, tap_command
+from tests.tap_run import TAP, TapRun, catalog_for, parse_run, sync, tap_command
 from tests.test_faults import assert_no_key
 
 MEMORY_LIMIT = 1 << 30  # bytes of address space for the tap
@@ -64,7 +65,7 @@ RETRY_WARNING = re.compile(r"\|\s*WARNING\s*\|.*\bretry \d+ of \d+")
 class Outcome:
     run: TapRun
     elapsed: float  # seconds from start (or from SIGTERM, see Tap.terminate) to exit
-    peak_rss_mib: float
+    peak_rss_mib: float | None  # measured only for a subprocess
 
 
 class Tap:
@@ -105,8 +106,9 @@ class Tap:
 
     @staticmethod
     def _drain(pipe: t.IO[str], into: list[str]) -> None:
-        for chunk in iter(lambda: pipe.read(65536), ""):
-            into.append(chunk)
+        # Line by line, so what is written can be waited for while the tap runs.
+        for line in iter(pipe.readline, ""):
+            into.append(line)
 
     def _watch(self) -> None:
         status = Path(f"/proc/{self.proc.pid}/status")
@@ -118,6 +120,15 @@ class Tap:
             if match := re.search(r"^VmHWM:\s+(\d+) kB", text, re.M):
                 self.peak_kib = max(self.peak_kib, int(match[1]))
             time.sleep(0.02)
+
+    def wait_for(self, predicate: t.Callable[[str, str], bool], timeout: float) -> bool:
+        """Whether (stdout, stderr) so far satisfy `predicate` within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not predicate("".join(self._out), "".join(self._err)):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return predicate("".join(self._out), "".join(self._err))
+            time.sleep(0.02)
+        return True
 
     def terminate(self) -> None:
         """Send SIGTERM; the elapsed time of finish() counts from here."""
@@ -168,9 +179,33 @@ def tap(
     state: dict[str, t.Any] | str | None = None,
     timeout: float = 20,
     env: dict[str, str] | None = None,
+    process: bool = False,
 ) -> Outcome:
-    """Run the tap to its end, within `timeout` seconds."""
-    return Tap(tap_command(config, state=state, catalog=catalog), env=env).finish(timeout)
+    """Run the tap to its end, within `timeout` seconds.
+
+    In this process unless `process` is set, or a file path or the environment is given.
+    """
+    if process or env is not None or isinstance(config, str) or isinstance(state, str):
+        return Tap(tap_command(config, state=state, catalog=catalog), env=env).finish(timeout)
+    runs: list[TapRun] = []
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runs.append(sync(config, state=state, catalog=catalog))
+        except BaseException as exc:  # a traceback the CLI would print: the test fails
+            failures.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, name="tap-under-test", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    elapsed = time.monotonic() - started
+    if thread.is_alive():
+        pytest.fail(f"the tap still running after {timeout:.0f} s")
+    if failures:
+        raise failures[0]
+    return Outcome(runs[0], elapsed, None)
 
 
 def config_of(api: HostileAPI, key: str, **overrides: t.Any) -> dict[str, t.Any]:
@@ -365,10 +400,11 @@ def test_04_a_huge_total_results_fails_fast_in_little_memory(key, calls_only):
         return envelope(rows, total=10**30, next_page=request.page + 1)
 
     with serve(respond) as api:
-        outcome = tap(config_of(api, key), catalog=calls_only, timeout=15)
+        outcome = tap(config_of(api, key), catalog=calls_only, timeout=15, process=True)
     assert outcome.elapsed < 15
     one_line_failure(outcome.run, "total_results")
     assert "MemoryError" not in outcome.run.stderr
+    assert outcome.peak_rss_mib is not None
     assert outcome.peak_rss_mib < 400, f"peak RSS {outcome.peak_rss_mib:.0f} MiB"
     assert_no_key_fragment(outcome.run, key)
 
@@ -416,12 +452,17 @@ def test_05_a_retry_after_http_date_is_honoured(key, calls_only):
 
 
 # ---------------------------------------------------------------- 6. SIGTERM
-def _sigterm_run(api: HostileAPI, config: dict[str, t.Any], catalog: dict[str, t.Any]) -> Outcome:
-    """Start the tap, SIGTERM it a second after its first request; it must exit within 5 s."""
+def _sigterm_run(
+    api: HostileAPI,
+    config: dict[str, t.Any],
+    catalog: dict[str, t.Any],
+    waiting: t.Callable[[str, str], bool],
+) -> Outcome:
+    """Start the tap, SIGTERM it once it is `waiting` (told by its output); it must exit in 5 s."""
     process = Tap(tap_command(config, catalog=catalog))
     try:
         assert api.wait_for(lambda requests: len(requests) >= 1, 20), "no request sent"
-        time.sleep(1)
+        assert process.wait_for(waiting, 20), "the tap never got to where it waits"
         assert process.proc.poll() is None, "the tap ended before SIGTERM"
     except BaseException:
         process.proc.kill()
@@ -431,17 +472,28 @@ def _sigterm_run(api: HostileAPI, config: dict[str, t.Any], catalog: dict[str, t
     return process.finish(5, "after SIGTERM, the tap")
 
 
+def _in_backoff(stdout: str, stderr: str) -> bool:
+    return RETRY_WARNING.search(stderr) is not None
+
+
+def _at_its_first_request(stdout: str, stderr: str) -> bool:
+    # Its windows are planned and logged just before the first request, which the API stalls.
+    return "window(s) of up to" in stderr
+
+
 @pytest.mark.parametrize("concurrency", [1, 3])
 @pytest.mark.parametrize("where", ["backoff", "stalled_response"])
 def test_06_sigterm_ends_the_run_within_seconds(key, calls_only, where, concurrency):
     if where == "backoff":
         settings: dict[str, t.Any] = {"max_retries": 3}
+        waiting = _in_backoff
 
         def respond(request: Request) -> Answer:
             return raw("", status=503, **{"Retry-After": "60"})
 
     else:
         settings = {"request_timeout": 60}
+        waiting = _at_its_first_request
 
         def respond(request: Request) -> Answer:
             return Answer(stall=True)
@@ -450,7 +502,7 @@ def test_06_sigterm_ends_the_run_within_seconds(key, calls_only, where, concurre
         config = config_of(
             api, key, end_date="2024-01-21", max_concurrent_requests=concurrency, **settings
         )
-        outcome = _sigterm_run(api, config, calls_only)
+        outcome = _sigterm_run(api, config, calls_only, waiting)
     assert outcome.run.returncode != 0, "an interrupted sync reported success"
     assert_no_key_fragment(outcome.run, key)
 
@@ -480,7 +532,8 @@ def test_06_sigterm_keeps_what_was_written_covered_by_the_last_state(key, calls_
         process = Tap(tap_command(config, catalog=calls_only))
         try:
             assert api.wait_for(first_window_served, 20), "the second window was never requested"
-            time.sleep(1)
+            # The first window's records are out once the STATE that covers them is.
+            assert process.wait_for(lambda out, err: '"replication_key_value"' in out, 20)
         except BaseException:
             process.proc.kill()
             process.finish(5)
@@ -511,10 +564,11 @@ def test_07_request_timeout_bounds_a_body_sent_one_byte_per_second(key, calls_on
         return Answer(body=body.encode(), byte_delay=1.0)
 
     with serve(respond) as api:
-        outcome = tap(config_of(api, key), catalog=calls_only, timeout=30)
-    assert outcome.elapsed < 25, f"took {outcome.elapsed:.1f} s"
+        # Two attempts of 2 s each, where the whole body would take over 150 s.
+        outcome = tap(config_of(api, key, request_timeout=2), catalog=calls_only, timeout=30)
+    assert outcome.elapsed < 12, f"took {outcome.elapsed:.1f} s"
     line = one_line_failure(outcome.run)
-    assert re.search(r"request_timeout|\b5(\.0)? ?s\b|time[ds]? ?out", line, re.I), line
+    assert re.search(r"request_timeout|\b2(\.0)? ?s\b|time[ds]? ?out", line, re.I), line
     assert_no_key_fragment(outcome.run, key)
 
 

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from tests import expected
-from tests.tap_run import TAP, _write, bookmark_of, catalog_for, config_for, run_tap
+from tests.tap_run import TAP, _write, bookmark_of, catalog_for, config_for, sync
 
 
 def local_day(utc_value: str) -> dt.date:
@@ -20,7 +20,7 @@ def local_day(utc_value: str) -> dt.date:
 def test_second_run_rereads_the_lookback_and_picks_up_changes(make_sandbox):
     sb = make_sandbox(calls=900, start_date="2024-01-01", end_date="2024-03-31", seed=21)
     config = config_for(sb, page_size=100, lookback_days=3)
-    first = run_tap(config, streams=["calls"])
+    first = sync(config, streams=["calls"])
     assert first.returncode == 0, first.stderr[-2000:]
     bookmark = first.bookmark()
     assert bookmark is not None
@@ -33,7 +33,7 @@ def test_second_run_rereads_the_lookback_and_picks_up_changes(make_sandbox):
     changed = sb.update_calls(40)
     sb.clear_requests()
 
-    second = run_tap(config, state=first.state, streams=["calls"])
+    second = sync(config, state=first.state, streams=["calls"])
     assert second.returncode == 0, second.stderr[-2000:]
     assert {r.params["start_date"] for r in sb.requests} == {reread_from.isoformat()}
     assert len(sb.requests) <= 2, "an incremental run reads only the lookback"
@@ -85,7 +85,7 @@ def test_a_killed_sync_resumes_from_its_last_completed_window(make_sandbox, tmp_
     assert bookmark is not None
 
     sb.clear_requests()
-    resumed = run_tap(config, state=killed_state, streams=["calls"])
+    resumed = sync(config, state=killed_state, streams=["calls"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     restart_day = local_day(bookmark) - dt.timedelta(days=3)
     assert min(r.params["start_date"] for r in sb.requests) == restart_day.isoformat(), (
@@ -106,7 +106,7 @@ def test_a_bookmark_in_the_future_fetches_nothing(make_sandbox):
             }
         }
     }
-    run = run_tap(config_for(sb), state=state, streams=["calls"])
+    run = sync(config_for(sb), state=state, streams=["calls"])
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.records() == []
     assert sb.requests == []
@@ -123,7 +123,7 @@ def test_start_date_moved_past_the_bookmark_wins(make_sandbox):
             }
         }
     }
-    run = run_tap(config_for(sb, start_date="2024-03-01"), state=state, streams=["calls"])
+    run = sync(config_for(sb, start_date="2024-03-01"), state=state, streams=["calls"])
     assert run.returncode == 0, run.stderr[-2000:]
     assert min(r.params["start_date"] for r in sb.requests) == "2024-03-01"
     assert {r["call_id"] for r in run.records()} == expected.ids(

@@ -19,7 +19,7 @@ from tap_optico.messages import BufferedWriter
 from tap_optico.records import CallRecords
 from tap_optico.streams import CallsStream, DailyCallsStream
 from tap_optico.tap import TapOptico
-from tests.tap_run import config_for, run_tap
+from tests.tap_run import config_for, sync
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 
@@ -28,7 +28,7 @@ PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 @pytest.mark.parametrize("naming", ["camel", "snake"])
 def test_records_match_their_schema_exactly_without_sdk_conformance(make_sandbox, naming, values):
     sb = make_sandbox(calls=400, seed=41, naming=naming, values=values, extra_fields=True)
-    run = run_tap(config_for(sb, page_size=100))
+    run = sync(config_for(sb, page_size=100))
     assert run.returncode == 0, run.stderr[-2000:]
     checker = jsonschema.Draft7Validator.FORMAT_CHECKER
     conformed_run = sdk_conformed_run(config_for(sb, page_size=100))

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tap_optico.config_schema import MAX_REQUEST_TIMEOUT, MAX_WINDOW_DAYS, SCHEMA
-from tests.tap_run import TAP, config_for, run_tap
+from tests.tap_run import TAP, config_for, sync
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ from tests.tap_run import TAP, config_for, run_tap
 )
 def test_invalid_settings_fail_before_any_request(make_sandbox, overrides, message):
     sb = make_sandbox(calls=20)
-    run = run_tap(config_for(sb, **overrides))
+    run = sync(config_for(sb, **overrides))
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
     assert any(line.endswith(message) or message in line for line in errors), run.stderr
@@ -49,7 +49,7 @@ def test_invalid_settings_fail_before_any_request(make_sandbox, overrides, messa
 
 def test_a_wrong_key_fails_at_once_with_the_api_message(make_sandbox):
     sb = make_sandbox(calls=20)
-    run = run_tap(config_for(sb, api_key="not-the-key"))
+    run = sync(config_for(sb, api_key="not-the-key"))
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1].endswith("Optico API error: Invalid api key")
     assert len(sb.requests) == 1, "a refused key is not retried"
@@ -58,7 +58,7 @@ def test_a_wrong_key_fails_at_once_with_the_api_message(make_sandbox):
 
 def test_a_start_date_given_as_a_date_time_is_read_as_its_day(make_sandbox):
     sb = make_sandbox(calls=50, start_date="2024-01-01", end_date="2024-01-31")
-    run = run_tap(config_for(sb, start_date="2024-01-15T00:00:00Z"), streams=["calls"])
+    run = sync(config_for(sb, start_date="2024-01-15T00:00:00Z"), streams=["calls"])
     assert run.returncode == 0, run.stderr[-2000:]
     assert min(r.params["start_date"] for r in sb.requests) == "2024-01-15"
 

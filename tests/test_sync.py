@@ -11,12 +11,12 @@ from urllib.parse import urlparse
 import pytest
 
 from tests import expected
-from tests.tap_run import bookmark_of, config_for, run_tap
+from tests.tap_run import bookmark_of, config_for, sync
 
 
 def test_full_sync_equals_the_truth(make_sandbox):
     sb = make_sandbox(calls=1500, start_date="2024-01-01", end_date="2024-03-31", seed=3)
-    run = run_tap(config_for(sb, page_size=200))
+    run = sync(config_for(sb, page_size=200))
     assert run.returncode == 0, run.stderr[-2000:]
 
     records = run.records("calls")
@@ -39,8 +39,8 @@ def test_full_sync_equals_the_truth(make_sandbox):
 def test_naming_and_value_styles_give_identical_records(make_sandbox, naming, values):
     reference = make_sandbox(calls=300, seed=5)
     other = make_sandbox(calls=300, seed=5, naming=naming, values=values)
-    first = run_tap(config_for(reference, page_size=50))
-    second = run_tap(config_for(other, page_size=50))
+    first = sync(config_for(reference, page_size=50))
+    second = sync(config_for(other, page_size=50))
     assert first.returncode == second.returncode == 0, second.stderr[-2000:]
     assert second.records("calls") == first.records("calls")
     assert second.records("daily_calls") == first.records("daily_calls")
@@ -59,7 +59,7 @@ def test_local_times_become_utc_across_dst_changes(make_sandbox):
     }
     for local in placed:
         sb.insert_call(local)
-    run = run_tap(config_for(sb, window_days=30))
+    run = sync(config_for(sb, window_days=30))
     assert run.returncode == 0, run.stderr[-2000:]
     by_id = {r["call_id"]: r for r in run.records("calls")}
     for call in sb.truth_calls():
@@ -75,7 +75,7 @@ def test_the_repeated_autumn_hour_is_read_as_its_first_pass(make_sandbox):
     sb = make_sandbox(calls=10, start_date="2024-10-20", end_date="2024-10-31", seed=2)
     sb.insert_call("2024-10-27 02:30:00", fold=0, caller="0611111111")
     sb.insert_call("2024-10-27 02:30:00", fold=1, caller="0622222222")
-    run = run_tap(config_for(sb))
+    run = sync(config_for(sb))
     assert run.returncode == 0, run.stderr[-2000:]
     times = {r["caller"]: r["start_date"] for r in run.records("calls")}
     # The API gives no offset: both passes read as CEST (fold=0), as the README documents;
@@ -85,7 +85,7 @@ def test_the_repeated_autumn_hour_is_read_as_its_first_pass(make_sandbox):
 
 def test_request_count_and_page_size(make_sandbox):
     sb = make_sandbox(calls=1234, start_date="2024-01-01", end_date="2024-02-29", seed=7)
-    run = run_tap(config_for(sb, page_size=100, window_days=10), streams=["calls"])
+    run = sync(config_for(sb, page_size=100, window_days=10), streams=["calls"])
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(run.records("calls")) == 1234
     requests = sb.requests
@@ -110,7 +110,7 @@ def test_request_count_and_page_size(make_sandbox):
 def test_window_of_exactly_page_size_results_and_empty_windows(make_sandbox, concurrency):
     sb = make_sandbox(calls=10, start_date="2024-05-01", end_date="2024-05-01", seed=4)
     # A sandbox of 10 calls on one day, then nine empty days.
-    run = run_tap(
+    run = sync(
         config_for(
             sb,
             end_date="2024-05-10",
@@ -132,7 +132,7 @@ def test_window_of_exactly_page_size_results_and_empty_windows(make_sandbox, con
 
 def test_unknown_fields_are_kept_and_named_once(make_sandbox):
     sb = make_sandbox(calls=200, seed=9, extra_fields=True)
-    run = run_tap(config_for(sb, page_size=50), streams=["calls"])
+    run = sync(config_for(sb, page_size=50), streams=["calls"])
     assert run.returncode == 0, run.stderr[-2000:]
     records = run.records("calls")
     assert all(r["additional_fields"] for r in records)
@@ -146,7 +146,7 @@ def test_unknown_fields_are_kept_and_named_once(make_sandbox):
 def test_filters_are_passed_to_the_api(make_sandbox):
     sb = make_sandbox(calls=400, seed=11)
     number = sb.truth_calls()[0]["tracking_number"]
-    run = run_tap(config_for(sb, tracking_phone=number, page_size=50), streams=["calls"])
+    run = sync(config_for(sb, tracking_phone=number, page_size=50), streams=["calls"])
     assert run.returncode == 0, run.stderr[-2000:]
     truth = sb.truth_calls(tracking_phone=number)
     assert {r["call_id"] for r in run.records("calls")} == expected.ids(truth)
@@ -159,7 +159,7 @@ def test_batch_mode_writes_every_call_to_batch_files(make_sandbox, tmp_path):
         "encoding": {"format": "jsonl", "compression": "gzip"},
         "storage": {"root": f"file://{tmp_path}", "prefix": "optico-"},
     }
-    run = run_tap(config_for(sb, page_size=100, batch_config=batch_config), streams=["calls"])
+    run = sync(config_for(sb, page_size=100, batch_config=batch_config), streams=["calls"])
     assert run.returncode == 0, run.stderr[-2000:]
     batches = [m for m in run.messages if m["type"] == "BATCH"]
     assert batches
