@@ -8,9 +8,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from filelock import FileLock
 
 from optico_sandbox import Sandbox
 from tests.e2e import POSTGRES_URL, REQUIRE_POSTGRES, Meltano, Warehouse, meltano_executable
+from tests.tap_run import catalog_for
 
 
 @pytest.fixture
@@ -35,11 +37,29 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
         sb.stop()
 
 
+@pytest.fixture
+def calls_only() -> dict[str, Any]:
+    """A catalog selecting only the `calls` stream."""
+    return catalog_for(["calls"])
+
+
 @pytest.fixture(scope="session")
-def meltano(tmp_path_factory: pytest.TempPathFactory) -> Meltano:
-    """`meltano install` of every plugin in meltano.yml, once per session (~15 s with uv)."""
-    runner = Meltano(meltano_executable(), tmp_path_factory.mktemp("meltano-sys"))
-    runner.run("install", timeout=900)
+def meltano(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Meltano:
+    """`meltano install` of every plugin in meltano.yml, once per test run (~15 s with uv).
+
+    The pytest-xdist workers of one run share it: the first to need it installs it, under
+    a lock, in the run's own temporary directory; the others wait, then use it.
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent
+    sys_dir = root / "meltano-sys"
+    runner = Meltano(meltano_executable(), sys_dir)
+    with FileLock(root / "meltano-sys.lock"):
+        installed = sys_dir / ".installed"
+        if not installed.exists():
+            sys_dir.mkdir(exist_ok=True)
+            runner.run("install", timeout=900)
+            installed.touch()
     return runner
 
 

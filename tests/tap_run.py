@@ -13,6 +13,7 @@ import tempfile
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.logging import ConsoleFormatter
@@ -50,6 +51,34 @@ class TapRun:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+    def logged(self, level: str) -> list[str]:
+        """The log lines of one level ("ERROR", "INFO"...), in the CLI's format."""
+        return [
+            line
+            for line in self.stderr.splitlines()
+            if line.split(" | ", 2)[1:2] == [f"{level:<8}"]
+        ]
+
+
+def spellings(secret: str) -> set[str]:
+    """Every way a secret can show up in text: raw and URL-encoded."""
+    return {secret, quote(secret, safe=""), quote_plus(secret)}
+
+
+def assert_no_key(run: TapRun, *secrets: str) -> None:
+    """No secret is in any line of stdout or stderr, any STATE or any RECORD."""
+    assert secrets, "which key?"
+    texts = {
+        "stdout": run.stdout,
+        "stderr": run.stderr,
+        "state": json.dumps(run.states),
+        "records": json.dumps([m for m in run.messages if m["type"] == "RECORD"]),
+    }
+    for secret in secrets:
+        for spelling in spellings(secret):
+            for where, text in texts.items():
+                assert spelling not in text, f"the API key leaked into {where}"
 
 
 def bookmark_of(

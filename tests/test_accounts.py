@@ -142,10 +142,6 @@ def resume_day(bookmark: str) -> str:
     return (local_day(bookmark) - dt.timedelta(days=LOOKBACK)).isoformat()
 
 
-def error_lines(run: TapRun) -> list[str]:
-    return [line for line in run.stderr.splitlines() if "| ERROR" in line]
-
-
 # ---------------------------------------------------------------- (a) records
 def test_three_accounts_equal_their_truth_in_the_same_order_at_any_concurrency(trio):
     runs = {}
@@ -293,12 +289,14 @@ def test_a_refused_key_fails_its_account_only(trio):
     config["accounts"][1]["api_key"] = refused
     run = sync(config)
     line = one_line_failure(run, "1 of 3 accounts failed: bravo")
-    assert error_lines(run)[-1] == line, "the summary is the last ERROR line"
+    assert run.logged("ERROR")[-1] == line, "the summary is the last ERROR line"
     assert line.rstrip().endswith(
         "1 of 3 accounts failed: bravo; the others were synced, and each resumes from its "
         "last completed window"
     )
-    assert any("account bravo (calls): " in e and "Invalid api key" in e for e in error_lines(run))
+    assert any(
+        "account bravo (calls): " in e and "Invalid api key" in e for e in run.logged("ERROR")
+    )
     ok = ("alpha", "charlie")
     assert_equal_truth(trio, run.records("calls"), run.records("daily_calls"), ok)
     for stream in ("calls", "daily_calls"):
@@ -325,8 +323,8 @@ def test_an_account_whose_retries_run_out_keeps_its_last_window(trio):
     trio.sb.clear_requests()
     run = sync(trio.config(max_retries=1), state=first.state)
     line = one_line_failure(run, "1 of 3 accounts failed: bravo")
-    assert error_lines(run)[-1] == line
-    failure = [e for e in error_lines(run) if "account bravo (calls): " in e]
+    assert run.logged("ERROR")[-1] == line
+    failure = [e for e in run.logged("ERROR") if "account bravo (calls): " in e]
     assert failure, run.stderr[-2000:]
     assert "after 2 attempts" in failure[0]
     assert not [r for r in run.records() + run.records("daily_calls") if r["account"] == "bravo"]
@@ -378,7 +376,7 @@ def test_invalid_accounts_fail_in_one_line_before_any_request(trio, overrides, m
     run = sync(trio.config(**overrides))
     assert run.returncode == 1, run.stderr[-2000:]
     # One line naming the problem.
-    lines = error_lines(run)
+    lines = run.logged("ERROR")
     assert len(lines) == 1, run.stderr
     assert message in lines[0]
     assert "Traceback" not in run.stderr

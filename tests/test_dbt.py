@@ -32,14 +32,13 @@ from pathlib import Path
 import pytest
 
 from tests import expected
-from tests.e2e import FOREIGN_TZ, Meltano, Warehouse, meltano_executable
+from tests.e2e import FOREIGN_TZ, Meltano, Warehouse
 from tests.test_meltano import tap_env
 
 psycopg = pytest.importorskip("psycopg")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
-PLUGINS = ("tap-optico", "target-postgres", "target-duckdb", "dbt-postgres", "dbt-duckdb")
 ACCOUNTS = ["north", "south"]
 ANSWERED = "succès"  # the sandbox's answered status (sandbox/optico_sandbox/data.py)
 
@@ -53,11 +52,9 @@ class DbtMeltano(Meltano):
 
 
 @pytest.fixture(scope="session")
-def meltano_dbt(tmp_path_factory: pytest.TempPathFactory) -> DbtMeltano:
-    """`meltano install` of the plugins these tests run, once per session."""
-    runner = DbtMeltano(meltano_executable(), tmp_path_factory.mktemp("meltano-dbt-sys"))
-    runner.run("install", *PLUGINS, timeout=900)
-    return runner
+def meltano_dbt(meltano: Meltano) -> DbtMeltano:
+    """The session's Meltano install (tests/conftest.py), which holds the dbt plugins too."""
+    return DbtMeltano(meltano.executable, meltano.sys_dir)
 
 
 def dbt_env(tmp_path: Path) -> dict[str, str]:

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, quote_plus, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -43,7 +43,7 @@ from tap_optico.tap import TapOptico
 from tap_optico.walk import Query
 from tap_optico.windows import Window
 from tests import expected
-from tests.tap_run import TapRun, catalog_for, config_for, run_cli, sync
+from tests.tap_run import TapRun, assert_no_key, config_for, run_cli, spellings, sync
 
 if t.TYPE_CHECKING:
     from optico_sandbox.server import RequestRecord
@@ -66,31 +66,8 @@ RETRY_LINE = re.compile(
 
 
 # ---------------------------------------------------------------- helpers
-def spellings(secret: str) -> set[str]:
-    """Every way a secret can show up in text: raw and URL-encoded."""
-    return {secret, quote(secret, safe=""), quote_plus(secret)}
-
-
-def assert_no_key(run: TapRun, *secrets: str) -> None:
-    """The key is in no line of stdout or stderr, no STATE and no RECORD."""
-    texts = {
-        "stdout": run.stdout,
-        "stderr": run.stderr,
-        "state": json.dumps(run.states),
-        "records": json.dumps([m for m in run.messages if m["type"] == "RECORD"]),
-    }
-    for secret in secrets or (KEY,):
-        for spelling in spellings(secret):
-            for where, text in texts.items():
-                assert spelling not in text, f"the API key leaked into {where}"
-
-
-def error_lines(run: TapRun) -> list[str]:
-    return [line for line in run.stderr.splitlines() if "| ERROR " in line]
-
-
 def last_error(run: TapRun) -> str:
-    lines = error_lines(run)
+    lines = run.logged("ERROR")
     assert lines, run.stderr
     return lines[-1]
 
@@ -115,12 +92,6 @@ def retry_lines(run: TapRun) -> list[re.Match[str]]:
     return [m for line in run.stderr.splitlines() if (m := RETRY_LINE.search(line))]
 
 
-@pytest.fixture(scope="module")
-def calls_only() -> dict[str, t.Any]:
-    """A catalog selecting only `calls` (built once: it costs a --discover run)."""
-    return catalog_for(["calls"])
-
-
 # ---------------------------------------------------------------- 1. every transient fault
 TRANSIENT: dict[str, str] = {
     "http500": "HTTP 500",
@@ -134,7 +105,7 @@ TRANSIENT: dict[str, str] = {
 
 
 @pytest.fixture(scope="module")
-def fault_runs(calls_only: dict[str, t.Any]) -> Iterator[dict[str, tuple[Sandbox, TapRun]]]:
+def fault_runs() -> Iterator[dict[str, tuple[Sandbox, TapRun]]]:
     """One sync per fault kind, each query failing twice first; the syncs run in parallel.
 
     Backoff waits dominate these runs, so running them side by side keeps the module fast.
@@ -148,7 +119,7 @@ def fault_runs(calls_only: dict[str, t.Any]) -> Iterator[dict[str, tuple[Sandbox
             # Processes, not in-process syncs: only one of those can hold stdout at a time.
             sb = sandboxes[kind]
             config = config_for(sb, page_size=100, window_days=14, max_retries=3)
-            return sb, run_cli(config, catalog=calls_only)
+            return sb, run_cli(config, streams=["calls"])
 
         with ThreadPoolExecutor(len(sandboxes)) as pool:
             yield dict(zip(sandboxes, pool.map(run, sandboxes), strict=True))
@@ -185,7 +156,7 @@ def test_transient_fault_is_retried_and_the_sync_is_complete(
     # An HTML error page is never quoted.
     assert "<html" not in run.stderr
     assert "nginx" not in run.stderr
-    assert_no_key(run)
+    assert_no_key(run, KEY)
 
 
 def test_http429_retry_waits_at_least_retry_after(
@@ -219,7 +190,7 @@ def test_persistent_failure_ends_with_one_clear_error_line(
     assert len(retry_lines(run)) == 2
     assert TRACEBACK not in run.stderr
     assert run.records("calls") == []
-    assert_no_key(run)
+    assert_no_key(run, KEY)
 
 
 # ---------------------------------------------------------------- 3. fatal envelopes
@@ -422,7 +393,7 @@ def test_stuck_paginator_fails_clearly_within_its_page_budget(
     total = len(sb.truth_calls("2024-01-01", "2024-01-07"))
     pages = [r for r in sb.requests if r.params["start_date"] == "2024-01-01"]
     assert 0 < len(pages) <= math.ceil(total / limit) + 1
-    assert_no_key(run)
+    assert_no_key(run, KEY)
 
 
 # ---------------------------------------------------------------- 5. concurrency
@@ -452,8 +423,8 @@ def test_concurrent_workers_all_back_off_on_429_and_output_is_unchanged(
     assert run.records("calls") == sequential.records("calls")
     assert run.state == sequential.state
     assert run.states == sequential.states
-    assert_no_key(run)
-    assert_no_key(sequential)
+    assert_no_key(run, KEY)
+    assert_no_key(sequential, KEY)
 
 
 # ---------------------------------------------------------------- 6. key leak paths
@@ -468,7 +439,7 @@ def test_a_backoff_retry_and_giveup_lines_never_show_the_key(
     assert "still failing after 2 attempts" in last_error(run)
     assert "api_key" not in run.stderr
     assert TRACEBACK not in run.stderr
-    assert_no_key(run)
+    assert_no_key(run, KEY)
 
 
 def test_b_connection_refused_error_shows_no_url(calls_only: dict[str, t.Any]) -> None:
@@ -486,7 +457,7 @@ def test_b_connection_refused_error_shows_no_url(calls_only: dict[str, t.Any]) -
     assert "still failing after 2 attempts" in last
     for fragment in ("127.0.0.1:1", "data-api?", "api_key", "Max retries exceeded", TRACEBACK):
         assert fragment not in run.stderr
-    assert_no_key(run)
+    assert_no_key(run, KEY)
 
 
 def test_c_config_error_on_the_key_does_not_echo_it(calls_only: dict[str, t.Any]) -> None:
@@ -494,7 +465,7 @@ def test_c_config_error_on_the_key_does_not_echo_it(calls_only: dict[str, t.Any]
     config = {"api_key": key, "start_date": "2024-01-01", "api_url": "http://127.0.0.1:1/x"}
     run = sync(config, catalog=calls_only)
     assert run.returncode != 0
-    assert any("api_key" in line for line in error_lines(run)), run.stderr
+    assert any("api_key" in line for line in run.logged("ERROR")), run.stderr
     assert TRACEBACK not in run.stderr
     assert_no_key(run, str(key))
 
@@ -510,9 +481,9 @@ def test_c_config_error_on_another_setting_does_not_echo_the_key(
     }
     run = sync(config, catalog=calls_only)
     assert run.returncode != 0
-    assert any("page_size" in line for line in error_lines(run)), run.stderr
+    assert any("page_size" in line for line in run.logged("ERROR")), run.stderr
     assert TRACEBACK not in run.stderr
-    assert_no_key(run)
+    assert_no_key(run, KEY)
 
 
 STRUCTURED_LOGGING = """\
@@ -550,7 +521,7 @@ def test_d_structured_logs_never_show_the_key(
     errors_ = [e for e in entries if e["level"] == "error"]
     assert "still failing after 2 attempts" in errors_[-1]["message"]
     assert any("retry 1 of 1" in e["message"] for e in entries if e["level"] == "warning")
-    assert_no_key(run)
+    assert_no_key(run, KEY)
 
 
 class _KeyEchoingHandler(BaseHTTPRequestHandler):
@@ -603,7 +574,7 @@ def test_e_403_body_quoting_the_key_is_not_shown(
     last = last_error(run)
     assert ("Invalid api key" if body_kind == "envelope" else "HTTP 403") in last
     assert TRACEBACK not in run.stderr
-    assert_no_key(run)
+    assert_no_key(run, KEY)
 
 
 @pytest.mark.parametrize("key", [KEY, "d4t4 5f4d/cc3b+5aa7%76=5d&61"], ids=["plain", "quoted"])

@@ -49,14 +49,12 @@ from tests.hostile import (
     paged,
     raw,
 )
-from tests.tap_run import TAP, TapRun, catalog_for, parse_run, sync, tap_command
-from tests.test_faults import assert_no_key
+from tests.tap_run import TAP, TapRun, assert_no_key, parse_run, sync, tap_command
 
 MEMORY_LIMIT = 1 << 30  # bytes of address space for the tap
 MAX_PAGES_WITHOUT_TOTAL = 1000
 WINDOW = "2024-01-01..2024-01-07"
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
-ERROR_LINE = re.compile(r"\|\s*ERROR\s*\|")
 RETRY_WARNING = re.compile(r"\|\s*WARNING\s*\|.*\bretry \d+ of \d+")
 
 
@@ -223,10 +221,6 @@ def config_of(api: HostileAPI, key: str, **overrides: t.Any) -> dict[str, t.Any]
 
 
 # ---------------------------------------------------------------- judging the output
-def error_lines(run: TapRun) -> list[str]:
-    return [line for line in run.stderr.splitlines() if ERROR_LINE.search(line)]
-
-
 def one_line_failure(run: TapRun, *words: str, api_traceback_text: bool = False) -> str:
     """Exit 1, no traceback, and one ERROR line holding every word (case-insensitive)."""
     if run.returncode != 1:
@@ -238,7 +232,7 @@ def one_line_failure(run: TapRun, *words: str, api_traceback_text: bool = False)
             pytest.fail(f"a line starts with {starts[0]!r}")
     elif "Traceback" in run.stderr:
         pytest.fail(f"a traceback: {_last_line(run.stderr)}")
-    lines = error_lines(run)
+    lines = run.logged("ERROR")
     if not lines:
         pytest.fail(f"no ERROR line; last log line: {_last_line(run.stderr)}")
     matching = [line for line in lines if all(w.lower() in line.lower() for w in words)]
@@ -293,7 +287,7 @@ def assert_no_key_fragment(run: TapRun, key: str, size: int = 6) -> None:
             assert fragment not in text.lower(), f"{key[i : i + size]!r} of the key leaked ({how})"
 
 
-def bookmark_of(state: dict[str, t.Any], stream: str = "calls") -> str | None:
+def newest_bookmark(state: dict[str, t.Any], stream: str = "calls") -> str | None:
     """The stream's bookmark, flat or in partitions (the newest of them)."""
     entry = state.get("bookmarks", {}).get(stream, {})
     values = [entry.get("replication_key_value")]
@@ -317,12 +311,6 @@ def utc_of(local: str, zone: zoneinfo.ZoneInfo = PARIS) -> dt.datetime:
 
 def callers(run: TapRun) -> list[str]:
     return [str(r["caller"]) for r in run.records("calls")]
-
-
-@pytest.fixture(scope="module")
-def calls_only() -> dict[str, t.Any]:
-    """A catalog selecting only `calls` (built once: it costs a --discover run)."""
-    return catalog_for(["calls"])
 
 
 @pytest.fixture
@@ -543,7 +531,7 @@ def test_06_sigterm_keeps_what_was_written_covered_by_the_last_state(key, calls_
     run = outcome.run
     assert run.returncode != 0, "an interrupted sync reported success"
     assert sorted(callers(run)) == sorted(c["caller"] for c in first_window)
-    mark = bookmark_of(run.state)
+    mark = newest_bookmark(run.state)
     assert mark is not None, "no STATE covers the completed first window"
     newest = max(utc_of(c["start_date"]) for c in first_window)
     assert instant(mark) >= newest, f"bookmark {mark} does not cover the first window"
@@ -640,7 +628,7 @@ def test_10_a_next_page_that_is_not_a_number_stops_before_the_window(key, calls_
     run = outcome.run
     one_line_failure(run, WINDOW)
     assert {r["caller"] for r in rows[:10]} <= set(callers(run)), "page 1 was not written"
-    mark = bookmark_of(run.state)
+    mark = newest_bookmark(run.state)
     first_call = utc_of(rows[0]["start_date"])
     assert mark is None or instant(mark) < first_call, f"bookmark {mark} passes the window"
     assert_no_key_fragment(run, key)
@@ -664,7 +652,7 @@ def test_10_a_window_still_short_after_its_reread_is_not_passed(key, calls_only)
     short_reads = [r for r in requests if r.params["start_date"] == "2024-01-08" and r.page == 1]
     # The window, its per-day counts, its first day in one page, then paged twice: bounded.
     assert len(short_reads) == 5, "the short window is read again a bounded number of times"
-    mark = bookmark_of(run.state)
+    mark = newest_bookmark(run.state)
     assert mark is not None, "the complete first window has no bookmark"
     assert instant(mark) >= max(utc_of(c["start_date"]) for c in complete)
     assert instant(mark) < min(utc_of(c["start_date"]) for c in short), f"{mark} passes the gap"
@@ -864,7 +852,7 @@ def test_13_a_state_of_another_shape_is_read(key, calls_only, kind):
     assert run.returncode == 0, _last_line(run.stderr)
     assert requests, "nothing requested"
     assert requests[0].params["start_date"] == "2024-02-07", "the bookmark was ignored"
-    mark = bookmark_of(run.state)
+    mark = newest_bookmark(run.state)
     assert mark is not None, "the bookmark was dropped from the state"
     assert instant(mark) == instant(BOOKMARK)
     assert_no_key_fragment(run, key)
