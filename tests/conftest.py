@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,6 +14,9 @@ from filelock import FileLock
 from optico_sandbox import Sandbox
 from tests.e2e import POSTGRES_URL, REQUIRE_POSTGRES, Meltano, Warehouse, meltano_executable
 from tests.tap_run import catalog_for
+
+# Where `meltano install` puts plugins, under its system directory.
+PLUGIN_DIRS = ("extractors", "loaders", "transformers", "utilities", "mappers", "orchestrators")
 
 
 @pytest.fixture
@@ -48,19 +52,27 @@ def meltano(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Meltano
     """`meltano install` of every plugin in meltano.yml, once per test run (~15 s with uv).
 
     The pytest-xdist workers of one run share it: the first to need it installs it, under
-    a lock, in the run's own temporary directory; the others wait, then use it.
+    a lock, in the run's own temporary directory. Each worker then runs Meltano in a system
+    directory of its own (its catalogs, logs and system database: two runs in one would
+    overwrite each other's catalog), whose plugin directories are the shared install's.
     """
     base = tmp_path_factory.getbasetemp()
     root = base if worker_id == "master" else base.parent
-    sys_dir = root / "meltano-sys"
-    runner = Meltano(meltano_executable(), sys_dir)
+    shared = root / "meltano-sys"
     with FileLock(root / "meltano-sys.lock"):
-        installed = sys_dir / ".installed"
-        if not installed.exists():
-            sys_dir.mkdir(exist_ok=True)
-            runner.run("install", timeout=900)
-            installed.touch()
-    return runner
+        if not (shared / ".installed").exists():
+            shared.mkdir(exist_ok=True)
+            Meltano(meltano_executable(), shared).run("install", timeout=900)
+            (shared / ".installed").touch()
+    if worker_id == "master":
+        return Meltano(meltano_executable(), shared)
+    own = base / "meltano-sys"
+    own.mkdir()
+    for kind in PLUGIN_DIRS:
+        if (shared / kind).exists():
+            (own / kind).symlink_to(shared / kind, target_is_directory=True)
+    shutil.copy(shared / "meltano.db", own / "meltano.db")
+    return Meltano(meltano_executable(), own)
 
 
 @pytest.fixture(scope="session")
