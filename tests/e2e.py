@@ -7,10 +7,12 @@ tests/conftest.py, so every module shares one `meltano install` per session.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 import typing as t
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +22,9 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import pytest
 
+from optico_sandbox import Sandbox
 from tap_optico.records import BOOLEAN_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
+from tests import expected
 
 PROJECT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("TAP_OPTICO_TEST_POSTGRES_URL", "")
@@ -129,6 +133,16 @@ class Warehouse:
         except psycopg.errors.UndefinedTable:
             return 0
 
+    def wait_for_rows(
+        self, table: str, rows: int, process: subprocess.Popen[t.Any], timeout: float = 180
+    ) -> None:
+        """Wait while `process` runs until `table` holds at least `rows` (to kill it midway)."""
+        deadline = time.monotonic() + timeout
+        while self.count(table) < rows:
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, f"no {rows} rows landed within {timeout:.0f} s"
+            time.sleep(0.2)
+
     def calls(self) -> dict[str, dict[str, t.Any]]:
         """Every calls row by call_id, in the shape of tests.expected.record."""
         columns = ["account", "call_id", "start_date", *RECORD_FIELDS, "additional_fields"]
@@ -159,3 +173,126 @@ class Warehouse:
 
 
 RECORD_FIELDS = (*STRING_FIELDS, *INTEGER_FIELDS, *NUMBER_FIELDS, *BOOLEAN_FIELDS)
+
+
+LOOKBACK = 3
+
+
+def tap_env(sb: t.Any, **overrides: t.Any) -> dict[str, str]:
+    settings = {
+        "api_url": sb.url,
+        "api_key": sb.api_key,
+        "start_date": sb.store.start_day.isoformat(),
+        "end_date": sb.store.end_day.isoformat(),
+        "lookback_days": LOOKBACK,
+        **overrides,
+    }
+    return {f"TAP_OPTICO_{name.upper()}": str(value) for name, value in settings.items()}
+
+
+def state_of(meltano: Meltano, state_id: str) -> dict[str, t.Any]:
+    result = meltano.run("state", "get", state_id)
+    text = result.stdout.strip()
+    return t.cast("dict[str, t.Any]", json.loads(text[text.index("{") :]))
+
+
+MakeSandbox = t.Callable[..., Sandbox]
+
+
+RUN_TIMEOUT = 300
+
+
+class Accounts:
+    """A sandbox whose every account has calls of its own, named and keyed for the tap."""
+
+    def __init__(self, make_sandbox: MakeSandbox, sizes: dict[str, int], seed: int) -> None:
+        names = list(sizes)
+        self.key_of = {name: f"e2e-{seed}-{name}-key" for name in names}
+        first = names[0]
+        self.sb = make_sandbox(
+            calls=sizes[first],
+            start_date="2024-01-01",
+            end_date="2024-03-31",
+            seed=seed,
+            api_key=self.key_of[first],
+            accounts={
+                self.key_of[n]: {"calls": sizes[n], "seed": seed + i}
+                for i, n in enumerate(names)
+                if i
+            },
+        )
+        self.names = names
+
+    def env(self, **overrides: t.Any) -> dict[str, str]:
+        settings: dict[str, t.Any] = {
+            "api_url": self.sb.url,
+            "accounts": json.dumps([{"name": n, "api_key": self.key_of[n]} for n in self.names]),
+            "start_date": "2024-01-01",
+            "end_date": "2024-03-31",
+            "lookback_days": LOOKBACK,
+            **overrides,
+        }
+        return {f"TAP_OPTICO_{k.upper()}": str(v) for k, v in settings.items() if v is not None}
+
+    def truth(self, *names: str) -> dict[tuple[str, str], dict[str, t.Any]]:
+        out = {}
+        for name in names or self.names:
+            calls = self.sb.truth_calls(api_key=self.key_of[name])
+            for key, record in expected.records(calls, name).items():
+                out[name, key] = record | {"additional_fields": None}
+        return out
+
+    def truth_daily(self, *names: str) -> dict[tuple[str, str], dict[str, t.Any]]:
+        out = {}
+        for name in names or self.names:
+            for row in expected.daily(self.sb.truth_daily(api_key=self.key_of[name]), name):
+                out[name, row["date"]] = row
+        return out
+
+    def truth_calls_on(self, name: str, day: str) -> list[dict[str, t.Any]]:
+        return self.sb.truth_calls(day, day, api_key=self.key_of[name])
+
+    def first_days(self, name: str) -> dict[str, str]:
+        return expected.first_days(self.sb.requests, self.sb.account_of(self.key_of[name]))
+
+
+def calls_rows(warehouse: Warehouse) -> dict[tuple[str, str], dict[str, t.Any]]:
+    """Every calls row by (account, call_id), in the shape of tests.expected.record."""
+    columns = ["account", "call_id", "start_date", *RECORD_FIELDS, "additional_fields"]
+    rows = warehouse.query(f'select {", ".join(columns)} from "{{schema}}".calls')
+    out: dict[tuple[str, str], dict[str, t.Any]] = {}
+    for row in rows:
+        record = dict(zip(columns, row, strict=True))
+        record["start_date"] = record["start_date"].replace(tzinfo=dt.timezone.utc).isoformat()
+        if isinstance(record["revenue"], Decimal):
+            record["revenue"] = float(record["revenue"])
+        key = (record["account"], record["call_id"])
+        assert key not in out, f"duplicate row {key}"
+        out[key] = record
+    return out
+
+
+def daily_rows(warehouse: Warehouse) -> dict[tuple[str, str], dict[str, t.Any]]:
+    rows = warehouse.query(
+        'select account, date, calls, duration, revenue from "{schema}".daily_calls'
+    )
+    out: dict[tuple[str, str], dict[str, t.Any]] = {}
+    for account, day, calls, duration, revenue in rows:
+        key = (account, day.isoformat())
+        assert key not in out, f"duplicate daily_calls row {key}"
+        out[key] = {
+            "date": day.isoformat(),
+            "calls": calls,
+            "duration": duration,
+            "revenue": None if revenue is None else float(revenue),
+            "account": account,
+        }
+    return out
+
+
+def run_args(suffix: str) -> tuple[str, ...]:
+    return ("run", "--state-id-suffix", suffix, "tap-optico", "target-postgres")
+
+
+def state_id(suffix: str) -> str:
+    return f"{ENVIRONMENT}:tap-optico-to-target-postgres:{suffix}"

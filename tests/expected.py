@@ -128,3 +128,15 @@ def first_days(requests: t.Iterable[t.Any], account: int | None) -> dict[str, st
             day = request.params["start_date"]
             out[stream] = min(out.get(stream, day), day)
     return out
+
+
+def local_day(value: str) -> dt.date:
+    """The Paris calendar day of a bookmark: a date as it is, a UTC time converted."""
+    if len(value) == len("YYYY-MM-DD"):
+        return dt.date.fromisoformat(value)
+    return dt.datetime.fromisoformat(value).astimezone(PARIS).date()
+
+
+def resume_day(bookmark: str, lookback: int) -> str:
+    """The first day a run asks for after this bookmark, `lookback` days before its day."""
+    return (local_day(bookmark) - dt.timedelta(days=lookback)).isoformat()

@@ -1,4 +1,4 @@
-"""Running the tap, in this process (`sync`) or as its CLI (`run_cli`), and reading its output."""
+"""Running the tap, in this process (`sync`) or as its CLI (`run_cli`), and judging its output."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ import io
 import json
 import logging
 import os
+import re
+import secrets
 import subprocess
 import sys
 import tempfile
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
+import pytest
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.logging import ConsoleFormatter
 
@@ -237,3 +240,72 @@ def select(
                 if replication_method is not None:
                     item["metadata"]["replication-method"] = replication_method
     return catalog
+
+
+# ---------------------------------------------------------------- judging the output
+def one_line_failure(run: TapRun, *words: str, api_traceback_text: bool = False) -> str:
+    """Exit 1, no traceback, and one ERROR line holding every word (case-insensitive)."""
+    if run.returncode != 1:
+        last = last_log_line(run.stderr)
+        pytest.fail(f"exit code {run.returncode}, not 1; last log line: {last}")
+    if api_traceback_text:
+        # The API's own text may say "Traceback"; it must not start a line of its own.
+        starts = [line for line in run.output.splitlines() if line.lstrip().startswith("Trace")]
+        if starts:
+            pytest.fail(f"a line starts with {starts[0]!r}")
+    elif "Traceback" in run.stderr:
+        pytest.fail(f"a traceback: {last_log_line(run.stderr)}")
+    lines = run.logged("ERROR")
+    if not lines:
+        pytest.fail(f"no ERROR line; last log line: {last_log_line(run.stderr)}")
+    matching = [line for line in lines if all(w.lower() in line.lower() for w in words)]
+    if not matching:
+        pytest.fail(f"no ERROR line mentions {list(words)}; the last: {log_message(lines[-1])}")
+    return matching[-1]
+
+
+def last_log_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return log_message(lines[-1])[:400] if lines else "(none)"
+
+
+def log_message(line: str) -> str:
+    """A log line without its time, level and logger (any other line as it is)."""
+    fields = line.split(" | ", 3)
+    return fields[3] if len(fields) == 4 else line
+
+
+def distinctive_key() -> str:
+    """ "K3y&s#cr t=ü" and 24 random hex digits, each 6 of them mixing letters and digits.
+
+    So no 6-character fragment of the key can match a timestamp, a number or an English
+    word of the logs by chance.
+    """
+    while True:
+        tail = secrets.token_hex(12)
+        windows = [tail[i : i + 6] for i in range(len(tail) - 5)]
+        if all(re.search("[a-f]", w) and re.search("[0-9]", w) for w in windows):
+            return "K3y&s#cr t=ü" + tail
+
+
+def assert_no_key_fragment(run: TapRun, key: str, size: int = 6) -> None:
+    """The whole key in no spelling anywhere, and no `size` characters of it in the logs.
+
+    Fragments are searched in stderr and in the non-RECORD lines of stdout (records hold
+    hex digests that could match a hex fragment by chance), raw and percent-decoded,
+    case-insensitively.
+    """
+    assert_no_key(run, key)
+    logs = run.stderr + "\n".join(
+        line for line in run.stdout.splitlines() if '"type":"RECORD"' not in line.replace(" ", "")
+    )
+    texts = {"as written": logs, "unquoted": unquote(logs), "unquote_plus": unquote_plus(logs)}
+    for i in range(len(key) - size + 1):
+        fragment = key[i : i + size].lower()
+        for how, text in texts.items():
+            assert fragment not in text.lower(), f"{key[i : i + size]!r} of the key leaked ({how})"
+
+
+def partitions(state: dict[str, t.Any], stream: str) -> dict[str, dict[str, t.Any]]:
+    entries = state.get("bookmarks", {}).get(stream, {}).get("partitions", [])
+    return {p["context"]["account"]: p for p in entries}

@@ -7,7 +7,6 @@ account's truth. Every run is the real CLI in a subprocess, bounded in time.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import signal
@@ -19,8 +18,19 @@ import pytest
 
 from optico_sandbox import Sandbox
 from tests import expected
-from tests.tap_run import TAP, TapRun, _write, bookmark_of, catalog_for, parse_run, sync
-from tests.test_hostile import assert_no_key_fragment, distinctive_key, one_line_failure
+from tests.tap_run import (
+    TAP,
+    TapRun,
+    _write,
+    assert_no_key_fragment,
+    bookmark_of,
+    catalog_for,
+    distinctive_key,
+    one_line_failure,
+    parse_run,
+    partitions,
+    sync,
+)
 
 NAMES = ("alpha", "bravo", "charlie")
 LOOKBACK = 3
@@ -127,21 +137,6 @@ def state_lines(path: t.Any) -> int:
     return str(path.read_text()).count('"type":"STATE"')
 
 
-def partitions(state: dict[str, t.Any], stream: str) -> dict[str, dict[str, t.Any]]:
-    entries = state.get("bookmarks", {}).get(stream, {}).get("partitions", [])
-    return {p["context"]["account"]: p for p in entries}
-
-
-def local_day(value: str) -> dt.date:
-    if len(value) == len("YYYY-MM-DD"):
-        return dt.date.fromisoformat(value)
-    return dt.datetime.fromisoformat(value).astimezone(expected.PARIS).date()
-
-
-def resume_day(bookmark: str) -> str:
-    return (local_day(bookmark) - dt.timedelta(days=LOOKBACK)).isoformat()
-
-
 # ---------------------------------------------------------------- (a) records
 def test_three_accounts_equal_their_truth_in_the_same_order_at_any_concurrency(trio):
     runs = {}
@@ -187,7 +182,9 @@ def test_each_account_keeps_its_own_bookmark_and_resumes_from_it(trio):
     # Second run: late calls for bravo inside its lookback, a fourth account added.
     bravo_mark = bookmark_of(first.state, "calls", "bravo")
     assert bravo_mark is not None
-    late = trio.sb.add_calls(5, resume_day(bravo_mark), "2024-03-31", api_key=trio.key_of["bravo"])
+    late = trio.sb.add_calls(
+        5, expected.resume_day(bravo_mark, LOOKBACK), "2024-03-31", api_key=trio.key_of["bravo"]
+    )
     delta_key = distinctive_key()
     trio.sb.add_account(delta_key, calls=200, seed=54)
     trio.key_of["delta"] = delta_key
@@ -199,8 +196,10 @@ def test_each_account_keeps_its_own_bookmark_and_resumes_from_it(trio):
 
     for name in NAMES:
         assert trio.first_days(name) == {
-            "calls": resume_day(bookmark_of(first.state, "calls", name) or ""),
-            "daily_calls": resume_day(bookmark_of(first.state, "daily_calls", name) or ""),
+            "calls": expected.resume_day(bookmark_of(first.state, "calls", name) or "", LOOKBACK),
+            "daily_calls": expected.resume_day(
+                bookmark_of(first.state, "daily_calls", name) or "", LOOKBACK
+            ),
         }, f"{name} resumes from its own bookmark minus the lookback"
     assert trio.first_days("delta") == {"calls": "2024-01-01", "daily_calls": "2024-01-01"}, (
         "an account added later starts at start_date"
@@ -239,7 +238,9 @@ def test_an_old_unpartitioned_state_is_the_single_keys_bookmark(trio):
     assert found["bravo"]["replication_key_value"] == max(r["start_date"] for r in run.records())
     truth = trio.truth("bravo")
     assert {r["call_id"] for r in run.records()} == {
-        i for i, r in truth.items() if local_day(r["start_date"]).isoformat() >= "2024-03-07"
+        i
+        for i, r in truth.items()
+        if expected.local_day(r["start_date"]).isoformat() >= "2024-03-07"
     }
 
 
@@ -273,7 +274,7 @@ def test_a_killed_multi_account_sync_resumes_every_account(make_sandbox, tmp_pat
     resumed = sync(config, state=killed_state)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     for name, mark in marks.items():
-        want = resume_day(mark) if mark else "2024-01-01"
+        want = expected.resume_day(mark, LOOKBACK) if mark else "2024-01-01"
         assert trio.first_days(name)["calls"] == want, f"{name} resumes from its own window"
     assert_equal_truth(
         trio,
@@ -346,8 +347,8 @@ def test_an_account_whose_retries_run_out_keeps_its_last_window(trio):
     trio.sb.clear_requests()
     fixed = sync(trio.config(), state=run.state)
     assert fixed.returncode == 0, fixed.stderr[-2000:]
-    assert trio.first_days("bravo")["calls"] == resume_day(
-        bookmark_of(first.state, "calls", "bravo") or ""
+    assert trio.first_days("bravo")["calls"] == expected.resume_day(
+        bookmark_of(first.state, "calls", "bravo") or "", LOOKBACK
     )
     assert_equal_truth(
         trio,

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import typing as t
 import uuid
 from collections.abc import Iterator
@@ -39,16 +38,18 @@ from orchestrate.definitions import (
     optico_every_account,
 )
 from orchestrate.meltano import bookmark
-from tests.e2e import PROJECT, Meltano, Warehouse
-from tests.tap_run import bookmark_of
-from tests.test_meltano_accounts import (
+from tests import expected
+from tests.e2e import (
+    LOOKBACK,
+    PROJECT,
     Accounts,
+    Meltano,
+    Warehouse,
     calls_rows,
     daily_rows,
-    partitions,
-    resume_day,
     run_args,
 )
+from tests.tap_run import bookmark_of, partitions
 
 pytestmark = [
     pytest.mark.e2e,
@@ -417,11 +418,7 @@ def test_a_partition_killed_mid_run_then_retried_resumes_from_its_confirmed_stat
     acc.sb.latency = 0.15
     process = location.start(name)
     try:
-        deadline = time.monotonic() + 180
-        while warehouse.count("calls") < at_first + 300:
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no rows landed within 180 s"
-            time.sleep(0.2)
+        warehouse.wait_for_rows("calls", at_first + 300, process)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
@@ -439,7 +436,9 @@ def test_a_partition_killed_mid_run_then_retried_resumes_from_its_confirmed_stat
     retried = location.materialize(name)
     assert retried.success, failure_of(retried)
     assert retried.retry_attempts_for_node("optico_account") == 0, "taken over at once"
-    assert acc.first_days(name) == {s: resume_day(marks[s]) for s in marks}, "from its bookmark"
+    assert acc.first_days(name) == {s: expected.resume_day(marks[s], LOOKBACK) for s in marks}, (
+        "from its bookmark"
+    )
     assert calls_rows(warehouse) == acc.truth(), "nothing lost, nothing duplicated"
     assert daily_rows(warehouse) == acc.truth_daily()
     state = location.state(name)

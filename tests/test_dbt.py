@@ -32,8 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests import expected
-from tests.e2e import FOREIGN_TZ, Meltano, Warehouse
-from tests.test_meltano import tap_env
+from tests.e2e import FOREIGN_TZ, Meltano, Warehouse, tap_env
 
 psycopg = pytest.importorskip("psycopg")
 

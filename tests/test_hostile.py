@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -34,7 +33,6 @@ import typing as t
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, unquote_plus
 
 import pytest
 
@@ -49,7 +47,17 @@ from tests.hostile import (
     paged,
     raw,
 )
-from tests.tap_run import TAP, TapRun, assert_no_key, parse_run, sync, tap_command
+from tests.tap_run import (
+    TAP,
+    TapRun,
+    assert_no_key_fragment,
+    distinctive_key,
+    last_log_line,
+    one_line_failure,
+    parse_run,
+    sync,
+    tap_command,
+)
 
 MEMORY_LIMIT = 1 << 30  # bytes of address space for the tap
 MAX_PAGES_WITHOUT_TOTAL = 1000
@@ -152,7 +160,7 @@ class Tap:
         if hung:
             pytest.fail(
                 f"{what} still running after {timeout:.0f} s (killed); "
-                f"last log line: {_last_line(stderr)}"
+                f"last log line: {last_log_line(stderr)}"
             )
         lines = stdout.splitlines()
         bad = [line for line in lines if line.startswith("{") and not _is_json(line)]
@@ -220,71 +228,8 @@ def config_of(api: HostileAPI, key: str, **overrides: t.Any) -> dict[str, t.Any]
     }
 
 
-# ---------------------------------------------------------------- judging the output
-def one_line_failure(run: TapRun, *words: str, api_traceback_text: bool = False) -> str:
-    """Exit 1, no traceback, and one ERROR line holding every word (case-insensitive)."""
-    if run.returncode != 1:
-        pytest.fail(f"exit code {run.returncode}, not 1; last log line: {_last_line(run.stderr)}")
-    if api_traceback_text:
-        # The API's own text may say "Traceback"; it must not start a line of its own.
-        starts = [line for line in run.output.splitlines() if line.lstrip().startswith("Trace")]
-        if starts:
-            pytest.fail(f"a line starts with {starts[0]!r}")
-    elif "Traceback" in run.stderr:
-        pytest.fail(f"a traceback: {_last_line(run.stderr)}")
-    lines = run.logged("ERROR")
-    if not lines:
-        pytest.fail(f"no ERROR line; last log line: {_last_line(run.stderr)}")
-    matching = [line for line in lines if all(w.lower() in line.lower() for w in words)]
-    if not matching:
-        pytest.fail(f"no ERROR line mentions {list(words)}; the last: {_message(lines[-1])}")
-    return matching[-1]
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return _message(lines[-1])[:400] if lines else "(none)"
-
-
-def _message(line: str) -> str:
-    """A log line without its time, level and logger (any other line as it is)."""
-    fields = line.split(" | ", 3)
-    return fields[3] if len(fields) == 4 else line
-
-
 def retried(run: TapRun) -> list[str]:
     return [line for line in run.stderr.splitlines() if RETRY_WARNING.search(line)]
-
-
-def distinctive_key() -> str:
-    """ "K3y&s#cr t=ü" and 24 random hex digits, each 6 of them mixing letters and digits.
-
-    So no 6-character fragment of the key can match a timestamp, a number or an English
-    word of the logs by chance.
-    """
-    while True:
-        tail = secrets.token_hex(12)
-        windows = [tail[i : i + 6] for i in range(len(tail) - 5)]
-        if all(re.search("[a-f]", w) and re.search("[0-9]", w) for w in windows):
-            return "K3y&s#cr t=ü" + tail
-
-
-def assert_no_key_fragment(run: TapRun, key: str, size: int = 6) -> None:
-    """The whole key in no spelling anywhere, and no `size` characters of it in the logs.
-
-    Fragments are searched in stderr and in the non-RECORD lines of stdout (records hold
-    hex digests that could match a hex fragment by chance), raw and percent-decoded,
-    case-insensitively.
-    """
-    assert_no_key(run, key)
-    logs = run.stderr + "\n".join(
-        line for line in run.stdout.splitlines() if '"type":"RECORD"' not in line.replace(" ", "")
-    )
-    texts = {"as written": logs, "unquoted": unquote(logs), "unquote_plus": unquote_plus(logs)}
-    for i in range(len(key) - size + 1):
-        fragment = key[i : i + size].lower()
-        for how, text in texts.items():
-            assert fragment not in text.lower(), f"{key[i : i + size]!r} of the key leaked ({how})"
 
 
 def newest_bookmark(state: dict[str, t.Any], stream: str = "calls") -> str | None:
@@ -431,7 +376,7 @@ def test_05_a_retry_after_http_date_is_honoured(key, calls_only):
     with serve(respond) as api:
         outcome = tap(config_of(api, key), catalog=calls_only, timeout=20)
         requests = api.requests
-    assert outcome.run.returncode == 0, _last_line(outcome.run.stderr)
+    assert outcome.run.returncode == 0, last_log_line(outcome.run.stderr)
     assert len(requests) == 2
     waited = requests[1].time - requests[0].time
     assert waited >= 2.0, f"retried {waited:.2f} s after the 503, before its Retry-After date"
@@ -572,7 +517,7 @@ def test_08_pages_shorter_than_limit_are_followed_to_the_end(key, calls_only, co
 
     with serve(respond) as api:
         outcome = tap(config_of(api, key, max_concurrent_requests=concurrency), catalog=calls_only)
-    assert outcome.run.returncode == 0, _last_line(outcome.run.stderr)
+    assert outcome.run.returncode == 0, last_log_line(outcome.run.stderr)
     assert sorted(callers(outcome.run)) == sorted(r["caller"] for r in rows)
     assert_no_key_fragment(outcome.run, key)
 
@@ -589,7 +534,7 @@ def test_09_next_page_false_or_zero_ends_the_window(key, calls_only, last):
 
     with serve(respond) as api:
         outcome = tap(config_of(api, key), catalog=calls_only)
-    assert outcome.run.returncode == 0, _last_line(outcome.run.stderr)
+    assert outcome.run.returncode == 0, last_log_line(outcome.run.stderr)
     assert sorted(callers(outcome.run)) == sorted(r["caller"] for r in rows)
     assert "not valid JSON" not in outcome.run.stderr
     assert_no_key_fragment(outcome.run, key)
@@ -664,7 +609,7 @@ def test_11_results_null_is_an_empty_page(key, calls_only):
     body = '{"status": "OK", "total_results": 0, "results": null}'
     with serve(lambda request: raw(body)) as api:
         outcome = tap(config_of(api, key), catalog=calls_only)
-    assert outcome.run.returncode == 0, _last_line(outcome.run.stderr)
+    assert outcome.run.returncode == 0, last_log_line(outcome.run.stderr)
     assert outcome.run.records("calls") == []
     assert "Traceback" not in outcome.run.stderr
     assert_no_key_fragment(outcome.run, key)
@@ -686,11 +631,11 @@ def test_11_an_infinite_number_becomes_null_with_a_warning(key, calls_only):
     with serve(lambda request: raw(body)) as api:
         outcome = tap(config_of(api, key), catalog=calls_only)
     run = outcome.run
-    assert run.returncode == 0, _last_line(run.stderr)
+    assert run.returncode == 0, last_log_line(run.stderr)
     revenue = {r["caller"]: r["revenue"] for r in run.records("calls")}
     assert revenue == {rows[0]["caller"]: None, rows[1]["caller"]: 12.5}
     warnings = [line for line in run.stderr.splitlines() if "WARNING" in line]
-    assert any("revenue" in line for line in warnings), _last_line(run.stderr)
+    assert any("revenue" in line for line in warnings), last_log_line(run.stderr)
     assert_no_key_fragment(run, key)
 
 
@@ -728,7 +673,7 @@ def test_11_a_bookmark_in_year_1_starts_at_start_date(key, calls_only):
         state = _flat_state("0001-01-01T00:00:00+00:00")
         outcome = tap(config_of(api, key), catalog=calls_only, state=state)
         requests = api.requests
-    assert outcome.run.returncode == 0, _last_line(outcome.run.stderr)
+    assert outcome.run.returncode == 0, last_log_line(outcome.run.stderr)
     assert requests, "nothing requested"
     assert requests[0].params["start_date"] == "2024-01-01"
     assert sorted(callers(outcome.run)) == sorted(r["caller"] for r in rows)
@@ -849,7 +794,7 @@ def test_13_a_state_of_another_shape_is_read(key, calls_only, kind):
         outcome = tap(config, catalog=calls_only, state=_state_of(kind))
         requests = api.requests
     run = outcome.run
-    assert run.returncode == 0, _last_line(run.stderr)
+    assert run.returncode == 0, last_log_line(run.stderr)
     assert requests, "nothing requested"
     assert requests[0].params["start_date"] == "2024-02-07", "the bookmark was ignored"
     mark = newest_bookmark(run.state)
@@ -927,7 +872,7 @@ def test_13_a_zone_changing_its_offset_off_the_hour_gets_exact_utc_times(key, ca
         config = config_of(api, key, start_date=day, end_date=day, timezone=zone_name)
         outcome = tap(config, catalog=calls_only)
     run = outcome.run
-    assert run.returncode == 0, _last_line(run.stderr)
+    assert run.returncode == 0, last_log_line(run.stderr)
     emitted = {r["caller"]: r["start_date"] for r in run.records("calls")}
     expected = {c["caller"]: utc_of(c["start_date"], zone) for c in rows}
     assert set(emitted) == set(expected)

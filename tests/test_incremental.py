@@ -13,10 +13,6 @@ from tests import expected
 from tests.tap_run import TAP, _write, bookmark_of, catalog_for, config_for, sync
 
 
-def local_day(utc_value: str) -> dt.date:
-    return dt.datetime.fromisoformat(utc_value).astimezone(expected.PARIS).date()
-
-
 def test_second_run_rereads_the_lookback_and_picks_up_changes(make_sandbox):
     sb = make_sandbox(calls=900, start_date="2024-01-01", end_date="2024-03-31", seed=21)
     config = config_for(sb, page_size=100, lookback_days=3)
@@ -27,7 +23,7 @@ def test_second_run_rereads_the_lookback_and_picks_up_changes(make_sandbox):
     assert bookmark == max(r["start_date"] for r in first.records())
     assert len(json.dumps(first.state)) < 400, "state stays one small object per stream"
 
-    reread_from = local_day(bookmark) - dt.timedelta(days=3)
+    reread_from = expected.local_day(bookmark) - dt.timedelta(days=3)
     late = sb.add_calls(6, reread_from.isoformat(), "2024-03-31")  # late arrivals in the lookback
     too_late = sb.add_calls(2, "2024-01-10", "2024-01-12")  # older than the lookback reaches
     changed = sb.update_calls(40)
@@ -87,7 +83,7 @@ def test_a_killed_sync_resumes_from_its_last_completed_window(make_sandbox, tmp_
     sb.clear_requests()
     resumed = sync(config, state=killed_state, streams=["calls"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    restart_day = local_day(bookmark) - dt.timedelta(days=3)
+    restart_day = expected.local_day(bookmark) - dt.timedelta(days=3)
     assert min(r.params["start_date"] for r in sb.requests) == restart_day.isoformat(), (
         "resumes from the bookmark minus the lookback, not from start_date"
     )

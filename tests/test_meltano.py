@@ -17,30 +17,15 @@ import json
 import os
 import signal
 import subprocess
-import time
 import typing as t
 
 import pytest
 
 from tests import expected
-from tests.e2e import ENVIRONMENT, PROJECT, Meltano
+from tests.e2e import ENVIRONMENT, LOOKBACK, PROJECT, state_of, tap_env
 from tests.tap_run import bookmark_of
 
-LOOKBACK = 3
-
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::ResourceWarning")]
-
-
-def tap_env(sb: t.Any, **overrides: t.Any) -> dict[str, str]:
-    settings = {
-        "api_url": sb.url,
-        "api_key": sb.api_key,
-        "start_date": sb.store.start_day.isoformat(),
-        "end_date": sb.store.end_day.isoformat(),
-        "lookback_days": LOOKBACK,
-        **overrides,
-    }
-    return {f"TAP_OPTICO_{name.upper()}": str(value) for name, value in settings.items()}
 
 
 def truth_by_id(calls: t.Iterable[t.Mapping[str, t.Any]]) -> dict[str, dict[str, t.Any]]:
@@ -51,16 +36,6 @@ def truth_by_id(calls: t.Iterable[t.Mapping[str, t.Any]]) -> dict[str, dict[str,
 
 def daily_by_date(rows: t.Iterable[t.Mapping[str, t.Any]]) -> dict[str, dict[str, t.Any]]:
     return {r["date"]: r for r in expected.daily(rows)}
-
-
-def local_day(utc_value: str) -> dt.date:
-    return dt.datetime.fromisoformat(utc_value).astimezone(expected.PARIS).date()
-
-
-def state_of(meltano: Meltano, state_id: str) -> dict[str, t.Any]:
-    result = meltano.run("state", "get", state_id)
-    text = result.stdout.strip()
-    return t.cast("dict[str, t.Any]", json.loads(text[text.index("{") :]))
 
 
 def calls_requests(sb: t.Any) -> list[t.Any]:
@@ -94,7 +69,7 @@ def test_run_then_incremental_run_then_full_refresh(postgres_url, warehouse, mel
     assert bookmark == max(r["start_date"] for r in truth_1.values())
 
     # Between runs: late calls inside the lookback, and changed status/duration/revenue.
-    reread_from = local_day(bookmark) - dt.timedelta(days=LOOKBACK)
+    reread_from = expected.local_day(bookmark) - dt.timedelta(days=LOOKBACK)
     late = sb.add_calls(25, reread_from.isoformat(), "2024-03-31")
     changed = sb.update_calls(300)
     recent = [c for c in changed if c["start_date"][:10] >= reread_from.isoformat()]
@@ -118,7 +93,7 @@ def test_run_then_incremental_run_then_full_refresh(postgres_url, warehouse, mel
     reachable = {
         call_id: (
             record
-            if local_day(record["start_date"]) >= reread_from
+            if expected.local_day(record["start_date"]) >= reread_from
             else truth_1.get(call_id, record)
         )
         for call_id, record in truth_2.items()
@@ -171,11 +146,7 @@ def test_a_killed_run_then_a_rerun_ends_equal_to_the_truth(
         start_new_session=True,  # its own process group: meltano, the tap and the target
     )
     try:
-        deadline = time.monotonic() + 180
-        while warehouse.count("calls") < 300:
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no rows landed within 180 s"
-            time.sleep(0.2)
+        warehouse.wait_for_rows("calls", 300, process)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

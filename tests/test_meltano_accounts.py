@@ -7,133 +7,27 @@ accounts as TAP_OPTICO_ACCOUNTS (JSON), as a user would set them.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
-import typing as t
-from decimal import Decimal
 
 import pytest
 
-from optico_sandbox import Sandbox
 from tests import expected
-from tests.e2e import ENVIRONMENT, PROJECT, RECORD_FIELDS, Meltano, Warehouse
-from tests.tap_run import bookmark_of
-from tests.test_meltano import LOOKBACK, local_day, state_of
+from tests.e2e import (
+    LOOKBACK,
+    PROJECT,
+    RUN_TIMEOUT,
+    Accounts,
+    Meltano,
+    calls_rows,
+    daily_rows,
+    run_args,
+    state_id,
+    state_of,
+)
+from tests.tap_run import bookmark_of, partitions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::ResourceWarning")]
-
-MakeSandbox = t.Callable[..., Sandbox]
-RUN_TIMEOUT = 300
-
-
-class Accounts:
-    """A sandbox whose every account has calls of its own, named and keyed for the tap."""
-
-    def __init__(self, make_sandbox: MakeSandbox, sizes: dict[str, int], seed: int) -> None:
-        names = list(sizes)
-        self.key_of = {name: f"e2e-{seed}-{name}-key" for name in names}
-        first = names[0]
-        self.sb = make_sandbox(
-            calls=sizes[first],
-            start_date="2024-01-01",
-            end_date="2024-03-31",
-            seed=seed,
-            api_key=self.key_of[first],
-            accounts={
-                self.key_of[n]: {"calls": sizes[n], "seed": seed + i}
-                for i, n in enumerate(names)
-                if i
-            },
-        )
-        self.names = names
-
-    def env(self, **overrides: t.Any) -> dict[str, str]:
-        settings: dict[str, t.Any] = {
-            "api_url": self.sb.url,
-            "accounts": json.dumps([{"name": n, "api_key": self.key_of[n]} for n in self.names]),
-            "start_date": "2024-01-01",
-            "end_date": "2024-03-31",
-            "lookback_days": LOOKBACK,
-            **overrides,
-        }
-        return {f"TAP_OPTICO_{k.upper()}": str(v) for k, v in settings.items() if v is not None}
-
-    def truth(self, *names: str) -> dict[tuple[str, str], dict[str, t.Any]]:
-        out = {}
-        for name in names or self.names:
-            calls = self.sb.truth_calls(api_key=self.key_of[name])
-            for key, record in expected.records(calls, name).items():
-                out[name, key] = record | {"additional_fields": None}
-        return out
-
-    def truth_daily(self, *names: str) -> dict[tuple[str, str], dict[str, t.Any]]:
-        out = {}
-        for name in names or self.names:
-            for row in expected.daily(self.sb.truth_daily(api_key=self.key_of[name]), name):
-                out[name, row["date"]] = row
-        return out
-
-    def truth_calls_on(self, name: str, day: str) -> list[dict[str, t.Any]]:
-        return self.sb.truth_calls(day, day, api_key=self.key_of[name])
-
-    def first_days(self, name: str) -> dict[str, str]:
-        return expected.first_days(self.sb.requests, self.sb.account_of(self.key_of[name]))
-
-
-def calls_rows(warehouse: Warehouse) -> dict[tuple[str, str], dict[str, t.Any]]:
-    """Every calls row by (account, call_id), in the shape of tests.expected.record."""
-    columns = ["account", "call_id", "start_date", *RECORD_FIELDS, "additional_fields"]
-    rows = warehouse.query(f'select {", ".join(columns)} from "{{schema}}".calls')
-    out: dict[tuple[str, str], dict[str, t.Any]] = {}
-    for row in rows:
-        record = dict(zip(columns, row, strict=True))
-        record["start_date"] = record["start_date"].replace(tzinfo=dt.timezone.utc).isoformat()
-        if isinstance(record["revenue"], Decimal):
-            record["revenue"] = float(record["revenue"])
-        key = (record["account"], record["call_id"])
-        assert key not in out, f"duplicate row {key}"
-        out[key] = record
-    return out
-
-
-def daily_rows(warehouse: Warehouse) -> dict[tuple[str, str], dict[str, t.Any]]:
-    rows = warehouse.query(
-        'select account, date, calls, duration, revenue from "{schema}".daily_calls'
-    )
-    out: dict[tuple[str, str], dict[str, t.Any]] = {}
-    for account, day, calls, duration, revenue in rows:
-        key = (account, day.isoformat())
-        assert key not in out, f"duplicate daily_calls row {key}"
-        out[key] = {
-            "date": day.isoformat(),
-            "calls": calls,
-            "duration": duration,
-            "revenue": None if revenue is None else float(revenue),
-            "account": account,
-        }
-    return out
-
-
-def partitions(state: dict[str, t.Any], stream: str) -> dict[str, dict[str, t.Any]]:
-    entries = state.get("bookmarks", {}).get(stream, {}).get("partitions", [])
-    return {p["context"]["account"]: p for p in entries}
-
-
-def resume_day(bookmark: str) -> str:
-    if len(bookmark) == len("YYYY-MM-DD"):
-        day = dt.date.fromisoformat(bookmark)
-    else:
-        day = local_day(bookmark)
-    return (day - dt.timedelta(days=LOOKBACK)).isoformat()
-
-
-def run_args(suffix: str) -> tuple[str, ...]:
-    return ("run", "--state-id-suffix", suffix, "tap-optico", "target-postgres")
-
-
-def state_id(suffix: str) -> str:
-    return f"{ENVIRONMENT}:tap-optico-to-target-postgres:{suffix}"
 
 
 # ---------------------------------------------------------------- (a) + (b)
@@ -157,8 +51,10 @@ def test_accounts_load_equal_to_the_truth_then_resume_each_from_its_bookmark(
 
     # Between runs: late calls and updates in two accounts, inside their lookbacks.
     south, west = acc.key_of["south"], acc.key_of["west"]
-    late = acc.sb.add_calls(20, resume_day(marks["south"] or ""), "2024-03-31", api_key=south)
-    recent_west = resume_day(marks["west"] or "")
+    late = acc.sb.add_calls(
+        20, expected.resume_day(marks["south"] or "", LOOKBACK), "2024-03-31", api_key=south
+    )
+    recent_west = expected.resume_day(marks["west"] or "", LOOKBACK)
     acc.sb.insert_call(f"{recent_west} 10:15:00", api_key=west, status="occupé")
     acc.sb.update_calls(150, api_key=south)
     acc.sb.clear_requests()
@@ -166,15 +62,18 @@ def test_accounts_load_equal_to_the_truth_then_resume_each_from_its_bookmark(
     meltano.run(*run_args(suffix), env=env, timeout=RUN_TIMEOUT)
     for name in acc.names:
         assert acc.first_days(name) == {
-            "calls": resume_day(marks[name] or ""),
-            "daily_calls": resume_day(bookmark_of(singer, "daily_calls", name) or ""),
+            "calls": expected.resume_day(marks[name] or "", LOOKBACK),
+            "daily_calls": expected.resume_day(
+                bookmark_of(singer, "daily_calls", name) or "", LOOKBACK
+            ),
         }, f"{name}: incremental from its own bookmark"
     truth_2, daily_2 = acc.truth(), acc.truth_daily()
     # What an incremental run can know: the current truth within each account's lookback,
     # older calls as they were at the first run.
     reachable = {
         key: record
-        if local_day(record["start_date"]).isoformat() >= resume_day(marks[key[0]] or "")
+        if expected.local_day(record["start_date"]).isoformat()
+        >= expected.resume_day(marks[key[0]] or "", LOOKBACK)
         else truth_1.get(key, record)
         for key, record in truth_2.items()
     }
@@ -182,7 +81,10 @@ def test_accounts_load_equal_to_the_truth_then_resume_each_from_its_bookmark(
     assert len(loaded) == len(truth_1) + len(late) + 1
     assert loaded == reachable
     assert all(("south", expected.call_id(c)) in loaded for c in late)
-    daily_from = {n: resume_day(bookmark_of(singer, "daily_calls", n) or "") for n in acc.names}
+    daily_from = {
+        n: expected.resume_day(bookmark_of(singer, "daily_calls", n) or "", LOOKBACK)
+        for n in acc.names
+    }
     assert daily_rows(warehouse) == {
         key: row if key[1] >= daily_from[key[0]] else daily_1.get(key, row)
         for key, row in daily_2.items()
@@ -280,8 +182,8 @@ def test_a_refused_key_fails_the_run_and_meltano_keeps_the_others_state(
     meltano.run(*run_args(suffix), env={**acc.env(), **warehouse.env}, timeout=RUN_TIMEOUT)
     for name in ok:
         assert acc.first_days(name) == {
-            "calls": resume_day(marks["calls", name]),
-            "daily_calls": resume_day(marks["daily_calls", name]),
+            "calls": expected.resume_day(marks["calls", name], LOOKBACK),
+            "daily_calls": expected.resume_day(marks["daily_calls", name], LOOKBACK),
         }
     assert acc.first_days("broken") == {"calls": "2024-01-01", "daily_calls": "2024-01-01"}
     assert calls_rows(warehouse) == acc.truth()

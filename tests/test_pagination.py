@@ -74,6 +74,15 @@ class FakeAPI:
             self.in_flight -= 1
         return response
 
+    def wait_until_fetched(self, pages: set[tuple[str, int]], timeout: float = 5) -> bool:
+        """Whether all these pages are fetched within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not pages <= set(self.fetched):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
 
 def read(walk: RequestsAhead[str], query: str, *, again: bool = False) -> list[int]:
     """Consume one query as a stream does: count each page's rows before asking for the next."""
@@ -96,8 +105,7 @@ def test_pages_come_back_in_order_while_later_ones_are_requested_ahead():
     api = FakeAPI({"a": [10, 10, 10], "b": [10, 4], "c": [3]}, delay=0.02)
     walk = walk_over(api, limit=3)
     assert read(walk, "a") == [1, 2, 3]
-    time.sleep(0.1)
-    assert {("b", 1), ("c", 1)} <= set(api.fetched), "later queries asked for ahead"
+    assert api.wait_until_fetched({("b", 1), ("c", 1)}), "later queries asked for ahead"
     assert [read(walk, q) for q in ("b", "c")] == [[1, 2], [1]]
     assert sorted(api.fetched) == [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 2), ("c", 1)]
     assert api.most_in_flight <= 3

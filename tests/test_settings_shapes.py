@@ -23,8 +23,15 @@ from singer_sdk.exceptions import ConfigValidationError
 from tap_optico.config_schema import MAX_REQUEST_TIMEOUT, MAX_WINDOW_DAYS
 from tap_optico.tap import TapOptico
 from tests.hostile import HostileAPI, raw
-from tests.tap_run import TapRun, config_for, parse_run, sync, tap_command
-from tests.test_hostile import assert_no_key_fragment, one_line_failure
+from tests.tap_run import (
+    TapRun,
+    assert_no_key_fragment,
+    config_for,
+    one_line_failure,
+    parse_run,
+    sync,
+    tap_command,
+)
 
 # Every character a config, a URL or a log line treats specially.
 KEY = "Sk+9/Zq=Ab&Cd%20Ef#Gh~Ij Kl"
