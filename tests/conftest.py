@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,9 +13,6 @@ from filelock import FileLock
 from optico_sandbox import Sandbox
 from tests.e2e import POSTGRES_URL, REQUIRE_POSTGRES, Meltano, Warehouse, meltano_executable
 from tests.tap_run import catalog_for
-
-# Where `meltano install` puts plugins, under its system directory.
-PLUGIN_DIRS = ("extractors", "loaders", "transformers", "utilities", "mappers", "orchestrators")
 
 
 @pytest.fixture
@@ -53,8 +49,7 @@ def meltano(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Meltano
 
     The pytest-xdist workers of one run share it: the first to need it installs it, under
     a lock, in the run's own temporary directory. Each worker then runs Meltano in a system
-    directory of its own (its catalogs, logs and system database: two runs in one would
-    overwrite each other's catalog), whose plugin directories are the shared install's.
+    directory of its own over the shared plugins (`Meltano.sibling`).
     """
     base = tmp_path_factory.getbasetemp()
     root = base if worker_id == "master" else base.parent
@@ -66,13 +61,7 @@ def meltano(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Meltano
             (shared / ".installed").touch()
     if worker_id == "master":
         return Meltano(meltano_executable(), shared)
-    own = base / "meltano-sys"
-    own.mkdir()
-    for kind in PLUGIN_DIRS:
-        if (shared / kind).exists():
-            (own / kind).symlink_to(shared / kind, target_is_directory=True)
-    shutil.copy(shared / "meltano.db", own / "meltano.db")
-    return Meltano(meltano_executable(), own)
+    return Meltano(meltano_executable(), shared).sibling(base / "meltano-sys")
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,10 @@ def meltano_executable() -> str:
     return found
 
 
+# Where `meltano install` puts plugins, under its system directory.
+PLUGIN_DIRS = ("extractors", "loaders", "transformers", "utilities", "mappers", "orchestrators")
+
+
 @dataclass
 class Meltano:
     """Runs meltano commands in the checkout against one temporary system dir."""
@@ -94,6 +98,22 @@ class Meltano:
             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         )
         return result
+
+    def sibling(self, sys_dir: Path) -> Meltano:
+        """A system directory of its own over these installed plugins.
+
+        Its own catalogs, logs and system database: Meltano writes an extractor's catalog
+        to one directory per plugin, which two concurrent runs in one system directory
+        would overwrite.
+        """
+        sys_dir.mkdir()
+        for kind in PLUGIN_DIRS:
+            if (self.sys_dir / kind).exists():
+                (sys_dir / kind).symlink_to(
+                    (self.sys_dir / kind).resolve(), target_is_directory=True
+                )
+        shutil.copy(self.sys_dir / "meltano.db", sys_dir / "meltano.db")
+        return Meltano(self.executable, sys_dir)
 
     def python(self, loader: str) -> str:
         return str(self.sys_dir / "loaders" / loader / "venv" / "bin" / "python")

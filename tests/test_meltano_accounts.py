@@ -18,7 +18,6 @@ from tests.e2e import (
     PROJECT,
     RUN_TIMEOUT,
     Accounts,
-    Meltano,
     calls_rows,
     daily_rows,
     run_args,
@@ -100,8 +99,8 @@ def test_two_parallel_runs_on_disjoint_accounts_load_one_schema(
     Meltano writes an extractor's catalog and state files to one directory per plugin
     (`.meltano/run/tap-optico/`), shared by every run of it in a system directory: two
     concurrent runs there overwrite each other's files. Each run gets its own system
-    directory (MELTANO_SYS_DIR_ROOT, plugins installed in each), and both share one
-    system database (MELTANO_DATABASE_URI), which holds the state of both state ids.
+    directory (MELTANO_SYS_DIR_ROOT, over the session's installed plugins), and both share
+    one system database (MELTANO_DATABASE_URI), which holds the state of both state ids.
 
     target-postgres checks whether a table exists, then creates it: two targets starting
     together on an empty schema race there (`duplicate key value violates unique
@@ -110,8 +109,7 @@ def test_two_parallel_runs_on_disjoint_accounts_load_one_schema(
     """
     acc = Accounts(make_sandbox, {"a1": 900, "a2": 300, "b1": 1200, "b2": 500}, seed=71)
     database = {"MELTANO_DATABASE_URI": f"sqlite:///{meltano.sys_dir / 'meltano.db'}"}
-    second = Meltano(meltano.executable, tmp_path / "second-sys")
-    second.run("install", "tap-optico", "target-postgres", env=database, timeout=900)
+    second = meltano.sibling(tmp_path / "second-sys")
     halves = {"first": (meltano, ["a1", "a2"]), "second": (second, ["b1", "b2"])}
     bootstrap = acc.env(select_accounts='["a1"]', end_date="2024-01-01")
     meltano.run(
