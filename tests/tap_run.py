@@ -110,9 +110,22 @@ def config_for(sandbox: t.Any, **overrides: t.Any) -> dict[str, t.Any]:
     return {k: v for k, v in config.items() if v is not None}
 
 
-def catalog_for(streams: t.Iterable[str]) -> dict[str, t.Any]:
-    """The tap's catalog (what `--discover` prints) with only the given streams selected."""
-    return select(TapOptico(config={}, validate_config=False).catalog_dict, streams)
+def catalog_for(
+    streams: t.Iterable[str], replication_method: str | None = None
+) -> dict[str, t.Any]:
+    """The tap's catalog (what `--discover` prints) with only the given streams selected.
+
+    `replication_method` is set on them as Meltano's `metadata:` sets it.
+    """
+    catalog = TapOptico(config={}, validate_config=False).catalog_dict
+    wanted = set(streams)
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = entry["tap_stream_id"] in wanted
+                if replication_method is not None:
+                    item["metadata"]["replication-method"] = replication_method
+    return catalog
 
 
 def run_cli(
@@ -129,21 +142,16 @@ def run_cli(
 
     For what only a process shows: exit codes, stdout framing, signals, the environment.
     """
-    command = [*TAP, "--config", _write(config), *args]
-    if state is not None:
-        command += ["--state", _write(state)]
     if streams is not None:
         catalog = catalog_for(streams)
-    if catalog is not None:
-        command += ["--catalog", _write(catalog)]
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        tap_command(config, state=state, catalog=catalog, args=args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
-    messages = []
-    for line in result.stdout.splitlines():
-        if line.strip().startswith("{"):
-            messages.append(json.loads(line))
-    return TapRun(result.returncode, result.stdout, result.stderr, messages)
+    return parse_run(result.returncode, result.stdout, result.stderr)
 
 
 # Config and state files hold keys: they live in one private directory, removed at exit.
@@ -174,7 +182,7 @@ def tap_command(
 
 
 def parse_run(returncode: int, stdout: str, stderr: str) -> TapRun:
-    """A finished run, its stdout read as Singer messages as run_tap reads them."""
+    """A finished run, the lines of its stdout that are JSON read as Singer messages."""
     messages = [json.loads(line) for line in stdout.splitlines() if line.strip().startswith("{")]
     return TapRun(returncode, stdout, stderr, messages)
 
@@ -189,14 +197,12 @@ def sync(
 ) -> TapRun:
     """Run one sync in this process, as the CLI would: exit code 1 and its one line on failure.
 
-    `streams` selects streams in a catalog, where `replication_method` is set as
-    Meltano's `metadata:` sets it. `stderr` holds the log lines of the run, formatted
-    as the CLI's; a failure the CLI would print as a traceback propagates.
+    `streams` and `replication_method` make its catalog (`catalog_for`). `stderr` holds
+    the log lines of the run, formatted as the CLI's; a failure the CLI would print as a
+    traceback propagates.
     """
     if streams is not None:
-        catalog = select(
-            TapOptico(config={}, validate_config=False).catalog_dict, streams, replication_method
-        )
+        catalog = catalog_for(streams, replication_method)
     log = io.StringIO()
     handler = logging.StreamHandler(log)
     handler.setFormatter(ConsoleFormatter())
@@ -226,20 +232,6 @@ def sync(
     buffer = out.buffer
     assert isinstance(buffer, io.BytesIO)
     return parse_run(returncode, buffer.getvalue().decode(), log.getvalue())
-
-
-def select(
-    catalog: dict[str, t.Any], streams: t.Iterable[str], replication_method: str | None = None
-) -> dict[str, t.Any]:
-    """The catalog with only `streams` selected (and their replication method, if given)."""
-    wanted = set(streams)
-    for entry in catalog["streams"]:
-        for item in entry["metadata"]:
-            if item["breadcrumb"] == []:
-                item["metadata"]["selected"] = entry["tap_stream_id"] in wanted
-                if replication_method is not None:
-                    item["metadata"]["replication-method"] = replication_method
-    return catalog
 
 
 # ---------------------------------------------------------------- judging the output
