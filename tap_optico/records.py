@@ -183,6 +183,7 @@ class CallRecords:
     def __init__(self, zone: zoneinfo.ZoneInfo, logger: logging.Logger) -> None:
         """Set up the coercions for one sync."""
         self.coerce = Coercer("calls", logger)
+        self.logger = logger
         self.times = LocalTimes(zone)
         self.unknown_fields: set[str] = set()
         # API key (either spelling) -> (record field, expected Python type, coercion).
@@ -204,9 +205,8 @@ class CallRecords:
         new = set(names) - self.unknown_fields
         if new:
             self.unknown_fields |= new
-            self.coerce.logger.warning(
-                "%s: the API sent new fields %s; they are kept in `%s`",
-                self.coerce.stream,
+            self.logger.warning(
+                "calls: the API sent new fields %s; they are kept in `%s`",
                 ", ".join(sorted(new)),
                 EXTRA_FIELD,
             )
