@@ -109,7 +109,7 @@ class TapOptico(Tap):
         try:
             _ = self.settings
         except SettingsError as exc:
-            raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+            raise _invalid(exc) from None
         for stream in self.streams.values():
             if isinstance(stream, OpticoStream) and stream.selected:
                 stream.walk.plan()
@@ -212,7 +212,12 @@ def _check_environment(prefix: str) -> None:
     try:
         check_environment(os.environ, prefix)
     except SettingsError as exc:
-        raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+        raise _invalid(exc) from None
+
+
+def _invalid(error: SettingsError) -> ConfigValidationError:
+    """A setting our checks refuse, as the SDK's own config error: one line, no key."""
+    return ConfigValidationError(str(error), errors=[str(error)])
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
